@@ -287,6 +287,16 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid_and_shows_the_defaults() {
+        let example: NamesrvConfig =
+            toml::from_str(include_str!("../nameserver.example.toml")).unwrap();
+        assert_eq!(
+            format!("{example:?}"),
+            format!("{:?}", NamesrvConfig::default())
+        );
+    }
+
+    #[test]
     fn runtime_update_refuses_paths() {
         let mut c = NamesrvConfig::default();
         let props = [("kvConfigPath".to_owned(), "/tmp/x".to_owned())]

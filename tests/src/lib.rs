@@ -149,9 +149,7 @@ impl Drop for NameServerProcess {
 
 fn parse_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest
-        .find([',', ' '])
-        .unwrap_or(rest.len());
+    let end = rest.find([',', ' ']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): builds the binaries the end-to-end tests
+# start, runs every workspace test, then the third-party client compatibility tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --workspace --bins
+cargo test --workspace
+cargo test --manifest-path tests/compat-rust-client/Cargo.toml
