@@ -228,6 +228,15 @@ pub struct LockBatchResponseBody {
     pub lock_ok_mq_set: BTreeSet<MessageQueue>,
 }
 
+/// CHECK_CLIENT_CONFIG's body: a consumer asks whether the broker accepts its filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CheckClientRequestBody {
+    pub client_id: String,
+    pub group: String,
+    pub subscription_data: SubscriptionData,
+}
+
 /// `BrokerMemberGroup`: GET_BROKER_MEMBER_GROUP's answer, wrapped in
 /// `GetBrokerMemberGroupResponseBody`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +338,33 @@ mod tests {
         };
         let text = String::from_utf8(to_vec(&resp, JsonStyle::Standard, &[])).unwrap();
         assert!(text.starts_with(r#"{"lockOKMQSet":[{"#), "{text}");
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        // Quotes, braces, colons, commas and digits: what could confuse the key rewriting.
+        "[a-z0-9\"{}:,\\ .-]{0,12}"
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn route_data_round_trips_in_both_dialects(
+            names in proptest::collection::vec(text(), 1..4),
+            addrs in proptest::collection::btree_map(-3i64..5, text(), 0..4),
+            order in proptest::option::of(text()),
+            filters in proptest::collection::btree_map(text(), proptest::collection::vec(text(), 0..3), 0..3),
+        ) {
+            let route = TopicRouteData {
+                order_topic_conf: order,
+                queue_datas: names.iter().map(|n| QueueData { broker_name: n.clone(), read_queue_nums: 4, write_queue_nums: 2, perm: 6, topic_sys_flag: 0 }).collect(),
+                broker_datas: names.iter().map(|n| BrokerData { cluster: n.clone(), broker_name: n.clone(), broker_addrs: addrs.clone(), zone_name: None, enable_acting_master: false }).collect(),
+                filter_server_table: filters,
+                topic_queue_mapping_by_broker: None,
+            };
+            for style in [JsonStyle::Standard, JsonStyle::Fastjson] {
+                let bytes = to_vec(&route, style, BROKER_ADDRS_FIELDS);
+                proptest::prop_assert_eq!(&from_slice::<TopicRouteData>(&bytes).unwrap(), &route);
+            }
+        }
     }
 
     #[test]

@@ -224,6 +224,58 @@ mod tests {
         );
     }
 
+    /// A binary-header request, byte by byte from the documented layout.
+    #[test]
+    fn golden_binary_frame() {
+        let mut cmd = RemotingCommand::request(105)
+            .with_serialize_type(SerializeType::RocketMq)
+            .with_opaque(7)
+            .with_body(&b"xy"[..]);
+        cmd.language = crate::LanguageCode::RUST;
+        cmd.version = 479;
+        cmd.ext_fields.insert("topic", "T");
+        #[rustfmt::skip]
+        let golden: &[u8] = &[
+            0, 0, 0, 39,                 // length = 4 + 33 header + 2 body
+            1, 0, 0, 33,                 // ROCKETMQ, header length 33
+            0, 105,                      // code
+            12,                          // language RUST
+            0x01, 0xDF,                  // version 479
+            0, 0, 0, 7,                  // opaque
+            0, 0, 0, 0,                  // flag
+            0, 0, 0, 0,                  // remark length 0 (null)
+            0, 0, 0, 12,                 // ext length
+            0, 5, b't', b'o', b'p', b'i', b'c',
+            0, 0, 0, 1, b'T',
+            b'x', b'y',                  // body
+        ];
+        assert_eq!(&cmd.encode().unwrap()[..], golden);
+        let mut buf = BytesMut::from(golden);
+        assert_eq!(
+            FrameDecoder::default().decode(&mut buf).unwrap().unwrap(),
+            cmd
+        );
+    }
+
+    /// A JSON-header response as RocketMQ's nameserver writes it.
+    #[test]
+    fn golden_json_frame() {
+        let header = br#"{"code":17,"flag":1,"language":"JAVA","opaque":3,"remark":"no route","serializeTypeCurrentRPC":"JSON","version":479}"#;
+        let mut golden = Vec::new();
+        golden.extend_from_slice(&(4 + header.len() as i32).to_be_bytes());
+        golden.extend_from_slice(&(header.len() as u32).to_be_bytes()); // type byte 0 = JSON
+        golden.extend_from_slice(header);
+        let request = RemotingCommand::request(105).with_opaque(3);
+        let response = request.error_response(17, "no route");
+        assert_eq!(&response.encode().unwrap()[..], &golden[..]);
+        let decoded = FrameDecoder::default()
+            .decode(&mut BytesMut::from(&golden[..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(decoded, response);
+        assert!(decoded.is_response() && !decoded.is_oneway());
+    }
+
     #[test]
     fn oversized_frames_are_not_encoded() {
         let cmd = RemotingCommand::request(10).with_body(vec![0u8; 100]);
