@@ -199,7 +199,13 @@ async fn serve_connection(
 ) -> Result<(), ConnectionEnd> {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded(config.max_pending_responses);
-    let writer_task = glommio::spawn_local(write_loop(writer, rx, config.max_frame_bytes));
+    let write_timeout = Duration::from_millis(config.idle_timeout_ms);
+    let writer_task = glommio::spawn_local(write_loop(
+        writer,
+        rx,
+        config.max_frame_bytes,
+        write_timeout,
+    ));
     let result = read_loop(&mut reader, &tx, shared, conn, config).await;
     if let Err(ConnectionEnd::Frame(e)) = &result {
         tracing::warn!(conn, error = %e, "malformed frame; closing the connection");
@@ -266,6 +272,7 @@ async fn write_loop(
     mut writer: futures_lite::io::WriteHalf<TcpStream>,
     rx: LocalReceiver<RemotingCommand>,
     max_frame_bytes: usize,
+    write_timeout: Duration,
 ) {
     let mut out = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
@@ -277,9 +284,24 @@ async fn write_loop(
                 _ => break,
             }
         }
-        if let Err(e) = writer.write_all(&out).await {
-            tracing::debug!(error = %e, "write failed");
-            return;
+        // A client that stops reading for this long is dropped; returning drops the
+        // queue, which ends the reader too.
+        let written =
+            futures_lite::future::or(async { Some(writer.write_all(&out).await) }, async {
+                glommio::timer::sleep(write_timeout).await;
+                None
+            })
+            .await;
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                return;
+            }
+            None => {
+                tracing::warn!(timeout = ?write_timeout, "client stopped reading its answers; closing");
+                return;
+            }
         }
         out.clear();
     }
