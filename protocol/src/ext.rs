@@ -174,7 +174,8 @@ macro_rules! integer_header_value {
                 }
                 // A JSON number coerced to a string may read "3.0"; accept integral floats.
                 let f = raw.parse::<f64>().ok()?;
-                (f.fract() == 0.0 && f >= <$ty>::MIN as f64 && f <= <$ty>::MAX as f64)
+                // MAX as f64 rounds up (to 2^63 for i64), so bound it exclusively.
+                (f.fract() == 0.0 && f >= <$ty>::MIN as f64 && f < <$ty>::MAX as f64 + 1.0)
                     .then_some(f as $ty)
             }
             fn format_header(&self) -> String {
@@ -250,6 +251,16 @@ mod tests {
             Err(HeaderError::MissingField { field: "missing" })
         );
         assert_eq!(f.optional::<i32>("e").unwrap(), None);
+        let big: ExtFields = [
+            ("x", "9223372036854775808"),
+            ("y", "9.3e18"),
+            ("z", "2147483647.0"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(big.required::<i64>("x").is_err());
+        assert!(big.required::<i64>("y").is_err());
+        assert_eq!(big.required::<i32>("z").unwrap(), i32::MAX);
         assert_eq!(f.optional::<String>("e").unwrap(), Some(String::new()));
     }
 }

@@ -18,7 +18,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    let root = std::env::args().nth(1).unwrap_or_else(|| "seeds".to_owned());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "seeds".to_owned());
     let frame = Path::new(&root).join("frame");
     let record = Path::new(&root).join("record");
     std::fs::create_dir_all(&frame).expect("mkdir");

@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(whole, chunked, "chunked delivery changed the commands");
-    assert_eq!(outcome, chunked_outcome, "chunked delivery changed the outcome");
+    assert_eq!(
+        outcome, chunked_outcome,
+        "chunked delivery changed the outcome"
+    );
 
     check_json_bodies(data);
 });
@@ -84,7 +87,10 @@ fn check_command(cmd: &RemotingCommand) {
         c.serialize_type = ty;
         // The binary encoder asserts on keys over i16::MAX bytes (a caller bug by its
         // contract); such keys can only come from a JSON header.
-        if ty == SerializeType::RocketMq && c.ext_fields.iter().any(|(k, _)| k.len() > i16::MAX as usize)
+        if ty == SerializeType::RocketMq
+            && c.ext_fields
+                .iter()
+                .any(|(k, _)| k.len() > i16::MAX as usize)
         {
             continue;
         }
@@ -134,7 +140,12 @@ fn check_command(cmd: &RemotingCommand) {
 fn header<H: CommandHeader + PartialEq + std::fmt::Debug>(cmd: &RemotingCommand) -> Option<H> {
     let h = cmd.header::<H>().ok()?;
     let back = H::from_ext_fields(&h.to_ext_fields());
-    assert_eq!(back.as_ref(), Ok(&h), "{} round trip", std::any::type_name::<H>());
+    assert_eq!(
+        back.as_ref(),
+        Ok(&h),
+        "{} round trip",
+        std::any::type_name::<H>()
+    );
     Some(h)
 }
 
@@ -205,7 +216,12 @@ where
                 String::from_utf8_lossy(&text)
             )
         });
-        assert_eq!(back, value, "{style:?} round trip of {}", std::any::type_name::<T>());
+        assert_eq!(
+            back,
+            value,
+            "{style:?} round trip of {}",
+            std::any::type_name::<T>()
+        );
     }
 }
 

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
             break;
         };
         assert!(view.total_size >= MIN_RECORD_LEN);
-        assert!(offset + view.total_size <= buf.len(), "record runs past the buffer");
+        assert!(
+            offset + view.total_size <= buf.len(),
+            "record runs past the buffer"
+        );
         let crc_ok = body_crc(&view.body) == view.body_crc;
         match decode_record(&buf, offset, true) {
             Ok(checked) => {
@@ -53,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok((host, off)) = decode_offset_msg_id(text) {
             let id = encode_offset_msg_id(host, off);
-            assert!(id.eq_ignore_ascii_case(text), "msgId {text} re-encodes as {id}");
+            assert!(
+                id.eq_ignore_ascii_case(text),
+                "msgId {text} re-encodes as {id}"
+            );
         }
     }
 
@@ -62,8 +68,14 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_record(original: &[u8], v: &RecordView) {
     // The decoder chooses each host's width from SYSFLAG, so the families match it.
-    assert_eq!(v.born_host.is_ipv6(), v.sys_flag & sys_flag::BORNHOST_V6 != 0);
-    assert_eq!(v.store_host.is_ipv6(), v.sys_flag & sys_flag::STOREHOSTADDRESS_V6 != 0);
+    assert_eq!(
+        v.born_host.is_ipv6(),
+        v.sys_flag & sys_flag::BORNHOST_V6 != 0
+    );
+    assert_eq!(
+        v.store_host.is_ipv6(),
+        v.sys_flag & sys_flag::STOREHOSTADDRESS_V6 != 0
+    );
 
     let w = RecordWriter {
         queue_id: v.queue_id,
@@ -93,18 +105,43 @@ fn check_record(original: &[u8], v: &RecordView) {
     assert_eq!(back.magic, w.magic());
     assert_eq!(back.body_crc, body_crc(&v.body));
     assert_eq!(
-        (back.queue_id, back.flag, back.queue_offset, back.physical_offset, back.sys_flag),
-        (v.queue_id, v.flag, v.queue_offset, v.physical_offset, v.sys_flag)
+        (
+            back.queue_id,
+            back.flag,
+            back.queue_offset,
+            back.physical_offset,
+            back.sys_flag
+        ),
+        (
+            v.queue_id,
+            v.flag,
+            v.queue_offset,
+            v.physical_offset,
+            v.sys_flag
+        )
     );
     assert_eq!(
-        (back.born_timestamp, back.born_host, back.store_timestamp, back.store_host),
-        (v.born_timestamp, v.born_host, v.store_timestamp, v.store_host)
+        (
+            back.born_timestamp,
+            back.born_host,
+            back.store_timestamp,
+            back.store_host
+        ),
+        (
+            v.born_timestamp,
+            v.born_host,
+            v.store_timestamp,
+            v.store_host
+        )
     );
     assert_eq!(
         (back.reconsume_times, back.prepared_transaction_offset),
         (v.reconsume_times, v.prepared_transaction_offset)
     );
-    assert_eq!((&back.body, &back.topic, &back.properties), (&v.body, &v.topic, &v.properties));
+    assert_eq!(
+        (&back.body, &back.topic, &back.properties),
+        (&v.body, &v.topic, &v.properties)
+    );
 
     // Byte for byte, where the writer's layout is the original's: the writer picks V2
     // only for topics over 127 bytes, and the decoder keeps an i32 port modulo 2^16.
@@ -117,7 +154,11 @@ fn check_record(original: &[u8], v: &RecordView) {
     if v.magic == w.magic() && ports_fit {
         let mut expected = original.to_vec();
         expected[POS_BODY_CRC..POS_BODY_CRC + 4].copy_from_slice(&body_crc(&v.body).to_be_bytes());
-        assert_eq!(&encoded[..], &expected[..], "re-encoded record differs from the original");
+        assert_eq!(
+            &encoded[..],
+            &expected[..],
+            "re-encoded record differs from the original"
+        );
         if v.body_crc == body_crc(&v.body) {
             assert_eq!(&encoded[..], original);
         }
@@ -131,13 +172,23 @@ fn check_record(original: &[u8], v: &RecordView) {
     let p = decode_record(&Bytes::from(patched), 0, true).expect("patched record decodes");
     assert_eq!(
         (p.queue_offset, p.physical_offset, p.store_timestamp),
-        (v.queue_offset ^ 0x55, v.physical_offset ^ 0x66, v.store_timestamp ^ 0x77)
+        (
+            v.queue_offset ^ 0x55,
+            v.physical_offset ^ 0x66,
+            v.store_timestamp ^ 0x77
+        )
     );
-    assert_eq!((p.born_host, p.store_host, &p.body), (v.born_host, v.store_host, &v.body));
+    assert_eq!(
+        (p.born_host, p.store_host, &p.body),
+        (v.born_host, v.store_host, &v.body)
+    );
 
     // The offset msgId of this record leads back to it.
     let id = encode_offset_msg_id(v.store_host, v.physical_offset);
-    assert_eq!(decode_offset_msg_id(&id), Ok((v.store_host, v.physical_offset)));
+    assert_eq!(
+        decode_offset_msg_id(&id),
+        Ok((v.store_host, v.physical_offset))
+    );
 
     // Property lookups and the hashes derived from them.
     let tags = v.tags();

@@ -114,6 +114,9 @@ impl UniqIdGenerator {
 
     /// The next id at wall-clock time `now_ms` (Unix epoch milliseconds).
     pub fn next_id(&mut self, now_ms: i64) -> String {
+        // A clock outside 1970..=9999 is a broken clock; keep the arithmetic in range.
+        const MAX_MS: i64 = 253_402_300_799_999;
+        let now_ms = now_ms.clamp(0, MAX_MS);
         if now_ms >= self.next_month_start_ms || now_ms < self.month_start_ms - 1_000_000 {
             let (start, next) = month_bounds_utc(now_ms);
             self.month_start_ms = start;
@@ -216,6 +219,8 @@ mod tests {
         assert_eq!(a, format!("C0A8000223450BADF00D{diff:08X}0000"));
         assert!(b.ends_with("0001"));
         let v6 = UniqIdGenerator::new("::1".parse().unwrap(), 1, 1).next_id(now);
+        assert_eq!(g.next_id(i64::MIN).len(), 32);
+        assert_eq!(g.next_id(i64::MAX).len(), 32);
         assert_eq!(v6.len(), 56);
     }
 
