@@ -1,3 +1,17 @@
-//! Storage engine: per-shard commit log on io_uring with O_DIRECT, consume queues, key index, recovery and retention. Knows nothing of the network.
+//! The storage engine of one broker shard: a commit log of RocketMQ records appended
+//! with direct I/O through io_uring, consume queues and a key index over it, recovery
+//! and retention.
 //!
-//! Not built yet: this crate is a placeholder in the workspace layout.
+//! It knows nothing of the network: callers hand it records and ask for bytes back.
+//! All I/O goes through [`io::Backend`], so the same code runs on glommio's `DmaFile`
+//! and on the fault-injecting in-memory backend the tests use. Everything runs on the
+//! shard's own glommio executor; nothing here is `Send`.
+//!
+//! Built so far: the commit log ([`commitlog`]). Not yet: consume queues, the key index,
+//! checkpoints, retention.
+
+pub mod commitlog;
+pub mod io;
+pub mod watermark;
+
+pub use commitlog::{CommitLog, CommitLogConfig, FlushMode, StoreError};

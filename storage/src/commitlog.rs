@@ -1,0 +1,966 @@
+//! One shard's commit log: RocketMQ records appended into preallocated segments with
+//! direct I/O, group commit, a tail cache, and recovery that truncates a torn tail.
+//!
+//! # Offsets
+//! A record's PHYSICALOFFSET (and so its offset msgId) is a *global* offset:
+//! `shard << 56 | local`, where `local` is the byte position in this shard's log. The
+//! shard of any offset is its top byte, so a msgId leads back to one record whichever
+//! shard stored it; each shard still has up to 64 PiB of its own offset space. Segment
+//! files are named by their 20-digit *local* start offset.
+//!
+//! # Write path
+//! Records are encoded straight into the *active chunk*, an aligned buffer that mirrors
+//! a block-aligned range of the segment. The flusher task seals the active chunk and
+//! writes it with one direct write; appends that arrive meanwhile go into a new active
+//! chunk, which starts with a copy of the (at most 4 KiB) partial last block, so the next
+//! write rewrites that block whole. Every append waiting for durability shares the next
+//! `fdatasync` (group commit). Chunks of one flush never overlap, and flushes run one
+//! after another, so a block is never being written twice at once.
+//!
+//! Written chunks stay in memory as the tail cache (up to `cache_bytes`); readers get
+//! zero-copy slices of them. Older data is read with direct reads.
+//!
+//! # Failure
+//! A failed or short write or sync poisons the log: every waiting and future append gets
+//! [`StoreError::Poisoned`] until the process restarts and recovers. Nothing is
+//! acknowledged that was not durable (sync mode) or written (async mode).
+
+use protocol::message::record::{
+    self, RecordError, RecordWriter, BLANK_MAGIC, END_FILE_MIN_BLANK_LENGTH,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::io::{align_down, align_up, Backend, BackendFile, Payload, BLOCK};
+use crate::watermark::Watermark;
+
+/// Bits of a global offset below the shard id.
+pub const SHARD_SHIFT: u32 = 56;
+const LOCAL_MASK: u64 = (1 << SHARD_SHIFT) - 1;
+
+/// The global offset of a shard's local position.
+pub fn global_offset(shard: u8, local: u64) -> i64 {
+    assert!(
+        local <= LOCAL_MASK,
+        "local offset {local} overflows the shard's space"
+    );
+    ((shard as u64) << SHARD_SHIFT | local) as i64
+}
+
+/// The shard and local position of a global offset.
+pub fn split_offset(offset: i64) -> (u8, u64) {
+    let o = offset as u64;
+    ((o >> SHARD_SHIFT) as u8, o & LOCAL_MASK)
+}
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// After `fdatasync` covered it; FLUSH_DISK_TIMEOUT past `timeout`.
+    Sync { timeout: Duration },
+    /// Once in memory; writes follow at once, syncs every `sync_interval`, and appends
+    /// wait when more than `max_unwritten_bytes` are not yet written.
+    Async {
+        max_unwritten_bytes: u64,
+        sync_interval: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitLogConfig {
+    /// This shard's commit-log directory.
+    pub dir: PathBuf,
+    pub shard: u8,
+    /// Segment size; a multiple of the chunk size. RocketMQ: 1 GiB.
+    pub segment_bytes: u64,
+    /// Write chunk size: the largest single write. Bigger writes fewer, larger I/Os.
+    pub chunk_bytes: usize,
+    pub flush: FlushMode,
+    /// Tail cache budget: written data kept in memory for readers that keep up.
+    pub cache_bytes: usize,
+    /// Largest record accepted.
+    pub max_record_bytes: usize,
+    /// Reserve each segment's blocks when it is created.
+    pub preallocate: bool,
+}
+
+impl CommitLogConfig {
+    pub fn new(dir: impl Into<PathBuf>, shard: u8) -> Self {
+        Self {
+            dir: dir.into(),
+            shard,
+            segment_bytes: 1 << 30,
+            chunk_bytes: 4 << 20,
+            flush: FlushMode::Sync {
+                timeout: Duration::from_secs(5),
+            },
+            cache_bytes: 256 << 20,
+            max_record_bytes: 4 << 20,
+            preallocate: true,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let bad = |reason: String| Err(StoreError::Config { reason });
+        if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(BLOCK) {
+            return bad(format!(
+                "chunk_bytes {} is not a positive multiple of {BLOCK}",
+                self.chunk_bytes
+            ));
+        }
+        if self.segment_bytes < 2 * self.chunk_bytes as u64
+            || !self.segment_bytes.is_multiple_of(BLOCK as u64)
+        {
+            return bad(format!(
+                "segment_bytes {} must be a multiple of {BLOCK} and at least two chunks",
+                self.segment_bytes
+            ));
+        }
+        let largest = self.max_record_bytes as u64 + END_FILE_MIN_BLANK_LENGTH as u64;
+        if largest > self.segment_bytes / 2 {
+            return bad(format!(
+                "max_record_bytes {} does not fit half a segment",
+                self.max_record_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Scan window for recovery: holds the largest record plus alignment.
+    fn scan_window(&self) -> usize {
+        (align_up(self.max_record_bytes as u64 + BLOCK as u64) as usize).max(4 << 20)
+    }
+}
+
+/// What can go wrong in the store. Clone, so that one failure can be handed to every
+/// waiting append.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the shard is poisoned: {op} failed ({message}); appends are refused until restart")]
+    Poisoned { op: &'static str, message: String },
+    #[error("record of {size} bytes exceeds the maximum of {max}")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("flush did not complete within {timeout_ms} ms")]
+    FlushTimeout { timeout_ms: u64 },
+    #[error("{op} {path}: {message}")]
+    Io {
+        op: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("offset {offset} length {len} is outside the log [{min}, {max})")]
+    OutOfRange {
+        offset: i64,
+        len: usize,
+        min: i64,
+        max: i64,
+    },
+    #[error("invalid configuration: {reason}")]
+    Config { reason: String },
+    #[error("the commit log is closed")]
+    Closed,
+}
+
+fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn segment_name(base: u64) -> String {
+    format!("{base:020}")
+}
+
+struct Active<F: BackendFile> {
+    buf: F::Buf,
+    /// Local offset of `buf[0]`; block-aligned.
+    base: u64,
+    /// Valid bytes from `base`.
+    filled: usize,
+    /// Base of the segment this chunk belongs to.
+    segment: u64,
+}
+
+struct Sealed<F: BackendFile> {
+    buf: Rc<F::Buf>,
+    base: u64,
+    /// Valid bytes from `base` (the buffer is that, rounded up to a block).
+    valid: usize,
+    segment: u64,
+}
+
+impl<F: BackendFile> Sealed<F> {
+    fn end(&self) -> u64 {
+        self.base + self.valid as u64
+    }
+
+    fn payload(&self, pos: u64, len: usize) -> Payload {
+        let owner: Rc<dyn AsRef<[u8]>> = self.buf.clone();
+        Payload::new(owner).slice((pos - self.base) as usize, len)
+    }
+}
+
+struct State<B: Backend> {
+    segments: BTreeMap<u64, Rc<B::File>>,
+    /// End of appended data (local).
+    write_pos: u64,
+    /// Lowest readable local offset.
+    min_pos: u64,
+    active: Active<B::File>,
+    /// Sealed, not yet written, in offset order.
+    sealed: VecDeque<Sealed<B::File>>,
+    /// Written, kept for readers, in offset order.
+    cache: VecDeque<Sealed<B::File>>,
+    cache_bytes: usize,
+}
+
+struct Inner<B: Backend> {
+    backend: B,
+    config: CommitLogConfig,
+    state: RefCell<State<B>>,
+    /// Everything below is in memory (appended).
+    appended: Watermark<StoreError>,
+    /// Everything below is written to the files.
+    written: Watermark<StoreError>,
+    /// Everything below is durable.
+    durable: Watermark<StoreError>,
+    /// Segments written since their last sync.
+    unsynced: RefCell<BTreeSet<u64>>,
+    closed: Cell<bool>,
+    rolling: glommio::sync::Semaphore,
+}
+
+/// A shard's commit log. Cheap to clone (shared on the shard's thread).
+pub struct CommitLog<B: Backend> {
+    inner: Rc<Inner<B>>,
+}
+
+impl<B: Backend> std::fmt::Debug for CommitLog<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.state.borrow();
+        f.debug_struct("CommitLog")
+            .field("shard", &self.inner.config.shard)
+            .field("min_pos", &st.min_pos)
+            .field("write_pos", &st.write_pos)
+            .field("written", &self.inner.written.get())
+            .field("durable", &self.inner.durable.get())
+            .finish()
+    }
+}
+
+impl<B: Backend> Clone for CommitLog<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Where a batch of appended records ends; wait on it with [`CommitLog::wait_acked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Global offset of the first record.
+    pub first_offset: i64,
+    /// Local end of the last record.
+    pub end: u64,
+}
+
+impl<B: Backend> CommitLog<B> {
+    /// Opens (recovering) or creates the log in `config.dir`, and starts its flusher.
+    pub async fn open(backend: B, config: CommitLogConfig) -> Result<Self, StoreError> {
+        config.validate()?;
+        let dir = config.dir.clone();
+        backend
+            .create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("create", &dir, e))?;
+        let names = backend
+            .list_dir(&dir)
+            .await
+            .map_err(|e| io_error("list", &dir, e))?;
+        let mut bases: Vec<u64> = names
+            .iter()
+            .filter(|n| n.len() == 20)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        for base in &bases {
+            assert!(
+                base.is_multiple_of(config.segment_bytes),
+                "segment {base} is not at a segment boundary"
+            );
+            let path = dir.join(segment_name(*base));
+            let file = backend
+                .open(&path)
+                .await
+                .map_err(|e| io_error("open", &path, e))?;
+            segments.insert(*base, Rc::new(file));
+        }
+        if segments.is_empty() {
+            let file = create_segment(&backend, &config, 0).await?;
+            segments.insert(0, Rc::new(file));
+        }
+        let end = recover(&backend, &config, &mut segments).await?;
+        let min_pos = *segments.keys().next().expect("at least one segment");
+
+        // The active chunk starts at the block holding `end`, with its valid prefix.
+        let segment = segment_base(&config, end);
+        let file = segments
+            .get(&segment)
+            .expect("the segment holding the end exists")
+            .clone();
+        let base = align_down(end);
+        let mut buf = file.alloc(config.chunk_bytes);
+        buf.as_mut().fill(0);
+        let filled = (end - base) as usize;
+        if filled > 0 {
+            let block = file
+                .read_at(base - segment, BLOCK)
+                .await
+                .map_err(|e| io_error("read", &dir, e))?;
+            assert!(block.len() >= filled, "recovered end {end} beyond the file");
+            buf.as_mut()[..filled].copy_from_slice(&block[..filled]);
+        }
+        let state = State {
+            segments,
+            write_pos: end,
+            min_pos,
+            active: Active {
+                buf,
+                base,
+                filled,
+                segment,
+            },
+            sealed: VecDeque::new(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+        };
+        let inner = Rc::new(Inner {
+            backend,
+            config,
+            state: RefCell::new(state),
+            appended: Watermark::new(end),
+            written: Watermark::new(end),
+            durable: Watermark::new(end),
+            unsynced: RefCell::new(BTreeSet::new()),
+            closed: Cell::new(false),
+            rolling: glommio::sync::Semaphore::new(1),
+        });
+        glommio::spawn_local(flusher(inner.clone())).detach();
+        Ok(Self { inner })
+    }
+
+    pub fn shard(&self) -> u8 {
+        self.inner.config.shard
+    }
+
+    /// Global offset just past the last appended record.
+    pub fn max_offset(&self) -> i64 {
+        global_offset(self.inner.config.shard, self.inner.state.borrow().write_pos)
+    }
+
+    /// Global offset of the oldest readable byte.
+    pub fn min_offset(&self) -> i64 {
+        global_offset(self.inner.config.shard, self.inner.state.borrow().min_pos)
+    }
+
+    /// Local offset below which everything is durable.
+    pub fn durable_pos(&self) -> u64 {
+        self.inner.durable.get()
+    }
+
+    /// Appends records in order, contiguously (a batch may cross into a new segment).
+    /// Fills each record's PHYSICALOFFSET and STORETIMESTAMP. The records are readable
+    /// at once; [`Self::wait_acked`] says when they may be acknowledged.
+    pub async fn append(
+        &self,
+        records: &mut [RecordWriter<'_>],
+        store_timestamp: i64,
+    ) -> Result<Appended, StoreError> {
+        let inner = &self.inner;
+        let mut first_offset = None;
+        for rec in records.iter_mut() {
+            if let Some(e) = inner.durable.failed() {
+                return Err(e);
+            }
+            if inner.closed.get() {
+                return Err(StoreError::Closed);
+            }
+            let size = rec.encoded_len()?;
+            if size > inner.config.max_record_bytes {
+                return Err(StoreError::RecordTooLarge {
+                    size,
+                    max: inner.config.max_record_bytes,
+                });
+            }
+            loop {
+                let needs_segment = {
+                    let st = inner.state.borrow();
+                    let seg_end =
+                        segment_base(&inner.config, st.write_pos) + inner.config.segment_bytes;
+                    let next = seg_end;
+                    (size + END_FILE_MIN_BLANK_LENGTH) as u64 > seg_end - st.write_pos
+                        && !st.segments.contains_key(&next)
+                };
+                if !needs_segment {
+                    break;
+                }
+                self.create_next_segment().await?;
+            }
+            let mut st = inner.state.borrow_mut();
+            let st = &mut *st;
+            let seg_base = segment_base(&inner.config, st.write_pos);
+            let seg_end = seg_base + inner.config.segment_bytes;
+            if (size + END_FILE_MIN_BLANK_LENGTH) as u64 > seg_end - st.write_pos {
+                roll(&inner.config, st, seg_end);
+            }
+            if st.active.filled + size > st.active.buf.as_ref().len() {
+                seal_and_restart(&inner.config, st, SealKind::Full, size);
+            }
+            rec.physical_offset = global_offset(inner.config.shard, st.write_pos);
+            rec.store_timestamp = store_timestamp;
+            let at = st.active.filled;
+            rec.write(&mut st.active.buf.as_mut()[at..at + size])?;
+            st.active.filled += size;
+            st.write_pos += size as u64;
+            first_offset.get_or_insert(rec.physical_offset);
+        }
+        let end = inner.state.borrow().write_pos;
+        inner.appended.advance(end);
+        Ok(Appended {
+            first_offset: first_offset.unwrap_or_else(|| self.max_offset()),
+            end,
+        })
+    }
+
+    /// Resolves when records ending at `end` may be acknowledged under the flush mode.
+    pub async fn wait_acked(&self, end: u64) -> Result<(), StoreError> {
+        match self.inner.config.flush {
+            FlushMode::Sync { timeout } => {
+                let wait = self.inner.durable.wait_for(end);
+                let timed_out = async {
+                    glommio::timer::sleep(timeout).await;
+                    Err(StoreError::FlushTimeout {
+                        timeout_ms: timeout.as_millis() as u64,
+                    })
+                };
+                futures_lite::future::or(wait, timed_out).await
+            }
+            FlushMode::Async {
+                max_unwritten_bytes,
+                ..
+            } => {
+                self.inner
+                    .written
+                    .wait_for(end.saturating_sub(max_unwritten_bytes))
+                    .await
+            }
+        }
+    }
+
+    /// Waits until everything appended so far is durable.
+    pub async fn sync_all(&self) -> Result<(), StoreError> {
+        let end = self.inner.state.borrow().write_pos;
+        self.inner.durable.wait_for(end).await
+    }
+
+    async fn create_next_segment(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let _permit = inner
+            .rolling
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let next = {
+            let st = inner.state.borrow();
+            segment_base(&inner.config, st.write_pos) + inner.config.segment_bytes
+        };
+        if inner.state.borrow().segments.contains_key(&next) {
+            return Ok(());
+        }
+        let file = create_segment(&inner.backend, &inner.config, next).await?;
+        inner
+            .state
+            .borrow_mut()
+            .segments
+            .insert(next, Rc::new(file));
+        Ok(())
+    }
+
+    /// Reads `len` bytes of the log at global `offset`: a zero-copy slice of the tail
+    /// cache when the range lies in one written chunk, otherwise a direct read (or a
+    /// copy assembled from chunks still in memory).
+    pub async fn read(&self, offset: i64, len: usize) -> Result<Payload, StoreError> {
+        let (shard, pos) = split_offset(offset);
+        let (file, seg) = {
+            let st = self.inner.state.borrow();
+            let out_of_range = || StoreError::OutOfRange {
+                offset,
+                len,
+                min: global_offset(self.inner.config.shard, st.min_pos),
+                max: global_offset(self.inner.config.shard, st.write_pos),
+            };
+            if shard != self.inner.config.shard
+                || pos < st.min_pos
+                || pos + len as u64 > st.write_pos
+            {
+                return Err(out_of_range());
+            }
+            if let Some(payload) = read_memory(&st, pos, len) {
+                return Ok(payload);
+            }
+            let seg = segment_base(&self.inner.config, pos);
+            let file = st.segments.get(&seg).ok_or_else(out_of_range)?.clone();
+            (file, seg)
+        };
+        // Below the tail cache: everything here is written.
+        assert!(
+            pos + len as u64 <= self.inner.written.get(),
+            "read of unwritten data went to disk"
+        );
+        let from = align_down(pos - seg);
+        let to = align_up(pos - seg + len as u64);
+        let block = file
+            .read_at(from, (to - from) as usize)
+            .await
+            .map_err(|e| io_error("read", &self.inner.config.dir, e))?;
+        let skip = (pos - seg - from) as usize;
+        if block.len() < skip + len {
+            return Err(StoreError::Io {
+                op: "read",
+                path: self
+                    .inner
+                    .config
+                    .dir
+                    .join(segment_name(seg))
+                    .display()
+                    .to_string(),
+                message: format!(
+                    "short read: {} of {} bytes at {from}",
+                    block.len(),
+                    to - from
+                ),
+            });
+        }
+        Ok(block.slice(skip, len))
+    }
+
+    /// Seals what is buffered, writes and syncs everything, and stops the flusher.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.sync_all().await?;
+        self.inner.closed.set(true);
+        Ok(())
+    }
+}
+
+fn segment_base(config: &CommitLogConfig, pos: u64) -> u64 {
+    pos - pos % config.segment_bytes
+}
+
+async fn create_segment<B: Backend>(
+    backend: &B,
+    config: &CommitLogConfig,
+    base: u64,
+) -> Result<B::File, StoreError> {
+    let path = config.dir.join(segment_name(base));
+    let file = backend
+        .create(&path)
+        .await
+        .map_err(|e| io_error("create", &path, e))?;
+    if config.preallocate {
+        file.allocate(config.segment_bytes)
+            .await
+            .map_err(|e| io_error("preallocate", &path, e))?;
+    }
+    backend
+        .sync_dir(&config.dir)
+        .await
+        .map_err(|e| io_error("sync", &config.dir, e))?;
+    Ok(file)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SealKind {
+    /// The chunk is full: seal its whole blocks; the partial last block moves on.
+    Full,
+    /// A flush: seal everything, the partial block included (rewritten by the next).
+    Flush,
+}
+
+/// Seals the active chunk and starts a new one at the block holding `write_pos`, big
+/// enough for a record of `need` bytes.
+fn seal_and_restart<B: Backend>(
+    config: &CommitLogConfig,
+    st: &mut State<B>,
+    kind: SealKind,
+    need: usize,
+) {
+    let active = &mut st.active;
+    let end = active.base + active.filled as u64;
+    assert_eq!(
+        end, st.write_pos,
+        "active chunk out of step with the write position"
+    );
+    let partial_start = align_down(end);
+    let carry = (end - partial_start) as usize;
+    let seal_len = match kind {
+        SealKind::Full => (partial_start - active.base) as usize,
+        SealKind::Flush => align_up(end - active.base) as usize,
+    };
+    let file = st
+        .segments
+        .get(&active.segment)
+        .expect("active segment is open")
+        .clone();
+    let capacity = config
+        .chunk_bytes
+        .max(align_up((carry + need) as u64) as usize);
+    let mut buf = file.alloc(capacity);
+    buf.as_mut().fill(0);
+    buf.as_mut()[..carry]
+        .copy_from_slice(&active.buf.as_ref()[active.filled - carry..active.filled]);
+    let mut old = std::mem::replace(&mut active.buf, buf);
+    let old_base = active.base;
+    let segment = active.segment;
+    active.base = partial_start;
+    active.filled = carry;
+    if seal_len > 0 {
+        // Zero what follows the valid bytes in the last block: a later scan must stop there.
+        let valid = if kind == SealKind::Flush {
+            (end - old_base) as usize
+        } else {
+            seal_len
+        };
+        old.as_mut()[valid..seal_len].fill(0);
+        <B::File as BackendFile>::trim(&mut old, seal_len);
+        st.sealed.push_back(Sealed {
+            buf: Rc::new(old),
+            base: old_base,
+            valid,
+            segment,
+        });
+    }
+}
+
+/// Ends the current segment with a blank record and moves to the next.
+fn roll<B: Backend>(config: &CommitLogConfig, st: &mut State<B>, seg_end: u64) {
+    let blank_len = (seg_end - st.write_pos) as usize;
+    assert!(
+        blank_len >= END_FILE_MIN_BLANK_LENGTH,
+        "no room for the end-of-segment blank"
+    );
+    // Only the blank's header is written; the rest of the segment stays as it is.
+    let header_room = st.active.buf.as_ref().len() - st.active.filled;
+    if header_room < END_FILE_MIN_BLANK_LENGTH {
+        seal_and_restart(config, st, SealKind::Full, END_FILE_MIN_BLANK_LENGTH);
+    }
+    let at = st.active.filled;
+    let buf = &mut st.active.buf.as_mut()[at..at + END_FILE_MIN_BLANK_LENGTH];
+    buf[..4].copy_from_slice(&(blank_len as i32).to_be_bytes());
+    buf[4..].copy_from_slice(&BLANK_MAGIC.to_be_bytes());
+    st.active.filled += END_FILE_MIN_BLANK_LENGTH;
+    st.write_pos += END_FILE_MIN_BLANK_LENGTH as u64;
+    // Seal everything written in this segment, then jump to the next.
+    seal_and_restart(config, st, SealKind::Flush, 0);
+    let file = st
+        .segments
+        .get(&seg_end)
+        .expect("next segment created before rolling")
+        .clone();
+    st.write_pos = seg_end;
+    let mut buf = file.alloc(config.chunk_bytes);
+    buf.as_mut().fill(0);
+    st.active = Active {
+        buf,
+        base: seg_end,
+        filled: 0,
+        segment: seg_end,
+    };
+}
+
+/// A zero-copy slice when `[pos, pos+len)` lies in one sealed chunk; a copy when it is in
+/// memory but spans chunks or the active chunk; `None` when part of it is only on disk.
+fn read_memory<B: Backend>(st: &State<B>, pos: u64, len: usize) -> Option<Payload> {
+    let end = pos + len as u64;
+    for chunk in st.sealed.iter().rev().chain(st.cache.iter().rev()) {
+        if chunk.base <= pos {
+            if end <= chunk.end() {
+                return Some(chunk.payload(pos, len));
+            }
+            break;
+        }
+    }
+    // Spans chunks, or is (partly) in the active chunk: assemble a copy, newest first.
+    let oldest = st
+        .cache
+        .front()
+        .or(st.sealed.front())
+        .map_or(st.active.base, |c| c.base);
+    if pos < oldest {
+        return None;
+    }
+    let mut out = vec![0u8; len];
+    let mut p = pos;
+    while p < end {
+        let active_end = st.active.base + st.active.filled as u64;
+        let (src, src_base, src_end): (&[u8], u64, u64) = if st.active.base <= p {
+            (st.active.buf.as_ref(), st.active.base, active_end)
+        } else {
+            let chunk = st
+                .sealed
+                .iter()
+                .rev()
+                .chain(st.cache.iter().rev())
+                .find(|c| c.base <= p)?;
+            (chunk.buf.as_ref().as_ref(), chunk.base, chunk.end())
+        };
+        let take = (end.min(src_end) - p) as usize;
+        assert!(take > 0, "no chunk holds offset {p}");
+        let from = (p - src_base) as usize;
+        out[(p - pos) as usize..(p - pos) as usize + take].copy_from_slice(&src[from..from + take]);
+        p += take as u64;
+    }
+    Some(Payload::from_vec(out))
+}
+
+/// Writes sealed chunks, syncs, advances the watermarks, feeds the tail cache.
+async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
+    let mut last_sync = Instant::now();
+    loop {
+        let written = inner.written.get();
+        match inner.config.flush {
+            FlushMode::Sync { .. } => {
+                let _ = inner.appended.wait_for(written + 1).await;
+            }
+            FlushMode::Async { sync_interval, .. } => {
+                let wait = async {
+                    let _ = inner.appended.wait_for(written + 1).await;
+                };
+                futures_lite::future::or(wait, glommio::timer::sleep(sync_interval)).await;
+            }
+        }
+        if inner.durable.failed().is_some() {
+            return;
+        }
+        let batch: Vec<Sealed<B::File>> = {
+            let mut st = inner.state.borrow_mut();
+            let st = &mut *st;
+            let covered = st.sealed.back().map_or(inner.written.get(), |c| c.end());
+            if st.active.base + st.active.filled as u64 > covered {
+                seal_and_restart(&inner.config, st, SealKind::Flush, 0);
+            }
+            st.sealed.drain(..).collect()
+        };
+        if let Err(e) = write_batch(&inner, &batch).await {
+            poison(&inner, e);
+            return;
+        }
+        let end = batch
+            .last()
+            .map_or(inner.written.get(), |c| c.end())
+            .max(inner.written.get());
+        inner
+            .unsynced
+            .borrow_mut()
+            .extend(batch.iter().map(|c| c.segment));
+        inner.written.advance(end);
+        {
+            let mut st = inner.state.borrow_mut();
+            for chunk in batch {
+                st.cache_bytes += chunk.buf.as_ref().as_ref().len();
+                st.cache.push_back(chunk);
+            }
+            while st.cache_bytes > inner.config.cache_bytes {
+                let Some(old) = st.cache.pop_front() else {
+                    break;
+                };
+                st.cache_bytes -= old.buf.as_ref().as_ref().len();
+            }
+        }
+        let sync_now = match inner.config.flush {
+            FlushMode::Sync { .. } => true,
+            FlushMode::Async { sync_interval, .. } => {
+                last_sync.elapsed() >= sync_interval || inner.closed.get()
+            }
+        };
+        if sync_now && inner.durable.get() < end {
+            let touched = std::mem::take(&mut *inner.unsynced.borrow_mut());
+            let files: Vec<Rc<B::File>> = {
+                let st = inner.state.borrow();
+                touched
+                    .iter()
+                    .filter_map(|s| st.segments.get(s).cloned())
+                    .collect()
+            };
+            for file in files {
+                if let Err(e) = file.sync().await {
+                    poison(
+                        &inner,
+                        StoreError::Poisoned {
+                            op: "fdatasync",
+                            message: e.to_string(),
+                        },
+                    );
+                    return;
+                }
+            }
+            last_sync = Instant::now();
+            inner.durable.advance(end);
+        }
+        if inner.closed.get() && inner.durable.get() >= inner.appended.get() {
+            return;
+        }
+    }
+}
+
+async fn write_batch<B: Backend>(
+    inner: &Rc<Inner<B>>,
+    batch: &[Sealed<B::File>],
+) -> Result<(), StoreError> {
+    let files: Vec<Rc<B::File>> = {
+        let st = inner.state.borrow();
+        batch
+            .iter()
+            .map(|c| {
+                st.segments
+                    .get(&c.segment)
+                    .expect("segment of a sealed chunk")
+                    .clone()
+            })
+            .collect()
+    };
+    // The chunks of one batch never overlap, so they are written concurrently.
+    let writes: Vec<_> = batch
+        .iter()
+        .zip(files)
+        .map(|(chunk, file)| {
+            let buf = chunk.buf.clone();
+            let len = chunk.buf.as_ref().as_ref().len();
+            let pos = chunk.base - chunk.segment;
+            glommio::spawn_local(async move {
+                match file.write_at(buf, pos).await {
+                    Ok(n) if n == len => Ok(()),
+                    Ok(n) => Err(StoreError::Poisoned {
+                        op: "write",
+                        message: format!("short write: {n} of {len} bytes at {pos}"),
+                    }),
+                    Err(e) => Err(StoreError::Poisoned {
+                        op: "write",
+                        message: e.to_string(),
+                    }),
+                }
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for write in writes {
+        let r = write.await;
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+fn poison<B: Backend>(inner: &Rc<Inner<B>>, error: StoreError) {
+    tracing::error!(shard = inner.config.shard, %error, "commit log poisoned");
+    inner.written.fail(error.clone());
+    inner.durable.fail(error.clone());
+    inner.appended.fail(error);
+}
+
+/// Finds the end of valid data, truncates whatever follows it, and removes segments
+/// past it. Scans from the second-to-last segment: a crash can leave the newest
+/// segment's first writes durable while the previous one's last were lost.
+async fn recover<B: Backend>(
+    backend: &B,
+    config: &CommitLogConfig,
+    segments: &mut BTreeMap<u64, Rc<B::File>>,
+) -> Result<u64, StoreError> {
+    let bases: Vec<u64> = segments.keys().copied().collect();
+    let mut pos = bases[bases.len().saturating_sub(2)];
+    let window = config.scan_window() as u64;
+    'scan: loop {
+        let seg = segment_base(config, pos);
+        let Some(file) = segments.get(&seg).cloned() else {
+            break;
+        };
+        let seg_end = seg + config.segment_bytes;
+        let from = align_down(pos);
+        let want = (window).min(seg_end - from);
+        let path = config.dir.join(segment_name(seg));
+        let data = file
+            .read_at(from - seg, want as usize)
+            .await
+            .map_err(|e| io_error("read", &path, e))?;
+        let full_window = data.len() as u64 == want && from + want < seg_end;
+        let bytes = bytes::Bytes::copy_from_slice(&data);
+        let mut at = (pos - from) as usize;
+        let start = pos;
+        loop {
+            match record::peek_record(&bytes, at) {
+                Ok(header) => match record::decode_record(&bytes, at, true) {
+                    Ok(view) if view.physical_offset == global_offset(config.shard, pos) => {
+                        at += header.total_size;
+                        pos += header.total_size as u64;
+                    }
+                    _ => break 'scan,
+                },
+                Err(RecordError::Blank { len, .. }) if pos + len as u64 == seg_end => {
+                    pos = seg_end;
+                    continue 'scan;
+                }
+                // A record cut by the end of the window: read on from its start.
+                Err(RecordError::UnexpectedEof { .. }) if full_window && pos > start => {
+                    continue 'scan
+                }
+                Err(_) => break 'scan,
+            }
+        }
+    }
+    let end = pos;
+    // Drop everything past the end: segments entirely beyond it, and the tail of the
+    // segment holding it (so no stale record can ever be read as the next one).
+    let end_seg = segment_base(config, end);
+    let beyond: Vec<u64> = segments.range(end_seg + 1..).map(|(b, _)| *b).collect();
+    for base in beyond {
+        let path = config.dir.join(segment_name(base));
+        segments.remove(&base);
+        tracing::warn!(segment = %path.display(), "removing segment past the recovered end");
+        backend
+            .remove(&path)
+            .await
+            .map_err(|e| io_error("remove", &path, e))?;
+    }
+    if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(end_seg) {
+        slot.insert(Rc::new(create_segment(backend, config, end_seg).await?));
+    }
+    let file = segments.get(&end_seg).expect("end segment").clone();
+    let path = config.dir.join(segment_name(end_seg));
+    let hole_from = align_up(end) - end_seg;
+    let file_len = file.file_len().await.map_err(|e| io_error("stat", &path, e))?;
+    if hole_from < file_len {
+        file.punch_hole(hole_from, align_up(file_len) - hole_from)
+            .await
+            .map_err(|e| io_error("truncate", &path, e))?;
+        if config.preallocate {
+            file.allocate(config.segment_bytes)
+                .await
+                .map_err(|e| io_error("preallocate", &path, e))?;
+        }
+        file.sync().await.map_err(|e| io_error("sync", &path, e))?;
+    }
+    backend
+        .sync_dir(&config.dir)
+        .await
+        .map_err(|e| io_error("sync", &config.dir, e))?;
+    Ok(end)
+}
