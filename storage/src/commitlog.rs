@@ -275,6 +275,17 @@ pub struct Appended {
 impl<B: Backend> CommitLog<B> {
     /// Opens (recovering) or creates the log in `config.dir`, and starts its flusher.
     pub async fn open(backend: B, config: CommitLogConfig) -> Result<Self, StoreError> {
+        Self::open_from(backend, config, None).await
+    }
+
+    /// Like [`Self::open`], but recovery scans only from `checkpoint`, a local offset at
+    /// a record boundary known to be durable: recovery time follows the unflushed tail,
+    /// not the store size.
+    pub async fn open_from(
+        backend: B,
+        config: CommitLogConfig,
+        checkpoint: Option<u64>,
+    ) -> Result<Self, StoreError> {
         config.validate()?;
         let dir = config.dir.clone();
         backend
@@ -308,7 +319,7 @@ impl<B: Backend> CommitLog<B> {
             let file = create_segment(&backend, &config, 0).await?;
             segments.insert(0, Rc::new(file));
         }
-        let end = recover(&backend, &config, &mut segments).await?;
+        let end = recover(&backend, &config, &mut segments, checkpoint).await?;
         let min_pos = *segments.keys().next().expect("at least one segment");
 
         // The active chunk starts at the block holding `end`, with its valid prefix.
@@ -385,6 +396,21 @@ impl<B: Backend> CommitLog<B> {
         records: &mut [RecordWriter<'_>],
         store_timestamp: i64,
     ) -> Result<Appended, StoreError> {
+        self.append_with(records, store_timestamp, |_| {}, |_, _| {})
+            .await
+    }
+
+    /// [`Self::append`] with hooks run in the same uninterrupted step as each record's
+    /// encoding: `before` may set fields (the queue offset) just before the record is
+    /// placed, `after` sees it placed (offset and size final). Nothing else appends in
+    /// between, so log order and whatever the hooks assign agree.
+    pub async fn append_with(
+        &self,
+        records: &mut [RecordWriter<'_>],
+        store_timestamp: i64,
+        mut before: impl FnMut(&mut RecordWriter<'_>),
+        mut after: impl FnMut(&RecordWriter<'_>, usize),
+    ) -> Result<Appended, StoreError> {
         let inner = &self.inner;
         let mut first_offset = None;
         for rec in records.iter_mut() {
@@ -425,12 +451,14 @@ impl<B: Backend> CommitLog<B> {
             if st.active.filled + size > st.active.buf.as_ref().len() {
                 seal_and_restart(&inner.config, st, SealKind::Full, size);
             }
+            before(rec);
             rec.physical_offset = global_offset(inner.config.shard, st.write_pos);
             rec.store_timestamp = store_timestamp;
             let at = st.active.filled;
             rec.write(&mut st.active.buf.as_mut()[at..at + size])?;
             st.active.filled += size;
             st.write_pos += size as u64;
+            after(rec, size);
             first_offset.get_or_insert(rec.physical_offset);
         }
         let end = inner.state.borrow().write_pos;
@@ -551,6 +579,48 @@ impl<B: Backend> CommitLog<B> {
             });
         }
         Ok(block.slice(skip, len))
+    }
+
+    /// Calls `f` with every record from global `from` (a record boundary) to the end,
+    /// in order, reading in large windows. Used to rebuild consume queues and index.
+    pub async fn scan(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&record::RecordView),
+    ) -> Result<u64, StoreError> {
+        let (_, mut pos) = split_offset(from);
+        let window = self.inner.config.scan_window() as u64;
+        let mut count = 0;
+        loop {
+            let end = self.inner.state.borrow().write_pos;
+            if pos >= end {
+                return Ok(count);
+            }
+            let seg_end = segment_base(&self.inner.config, pos) + self.inner.config.segment_bytes;
+            let len = window.min(end - pos).min(seg_end - pos) as usize;
+            let data = self
+                .read(global_offset(self.inner.config.shard, pos), len)
+                .await?;
+            let bytes = bytes::Bytes::copy_from_slice(&data);
+            let mut at = 0usize;
+            loop {
+                match record::peek_record(&bytes, at) {
+                    Ok(header) => {
+                        let view = record::decode_record(&bytes, at, false)?;
+                        f(&view);
+                        count += 1;
+                        at += header.total_size;
+                        pos += header.total_size as u64;
+                    }
+                    Err(RecordError::Blank { .. }) => {
+                        pos = seg_end;
+                        break;
+                    }
+                    Err(RecordError::UnexpectedEof { .. }) if at > 0 => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Seals what is buffered, writes and syncs everything, and stops the flusher.
@@ -884,9 +954,15 @@ async fn recover<B: Backend>(
     backend: &B,
     config: &CommitLogConfig,
     segments: &mut BTreeMap<u64, Rc<B::File>>,
+    checkpoint: Option<u64>,
 ) -> Result<u64, StoreError> {
     let bases: Vec<u64> = segments.keys().copied().collect();
-    let mut pos = bases[bases.len().saturating_sub(2)];
+    let default_start = bases[bases.len().saturating_sub(2)];
+    let mut pos = match checkpoint {
+        Some(cp) if segments.contains_key(&segment_base(config, cp)) && cp >= bases[0] => cp,
+        _ => default_start,
+    };
+    tracing::debug!(shard = config.shard, from = pos, "commit log recovery scan");
     let window = config.scan_window() as u64;
     'scan: loop {
         let seg = segment_base(config, pos);
@@ -946,7 +1022,10 @@ async fn recover<B: Backend>(
     let file = segments.get(&end_seg).expect("end segment").clone();
     let path = config.dir.join(segment_name(end_seg));
     let hole_from = align_up(end) - end_seg;
-    let file_len = file.file_len().await.map_err(|e| io_error("stat", &path, e))?;
+    let file_len = file
+        .file_len()
+        .await
+        .map_err(|e| io_error("stat", &path, e))?;
     if hole_from < file_len {
         file.punch_hole(hole_from, align_up(file_len) - hole_from)
             .await

@@ -447,13 +447,16 @@ pub mod mem {
         }
 
         async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+            // Directories exist implicitly: the first component of any path below `dir`.
             let dev = self.dev.borrow();
-            Ok(dev
+            let mut names: Vec<String> = dev
                 .files
                 .keys()
-                .filter(|p| p.parent() == Some(dir))
-                .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-                .collect())
+                .filter_map(|p| p.strip_prefix(dir).ok()?.components().next())
+                .filter_map(|c| c.as_os_str().to_str().map(str::to_owned))
+                .collect();
+            names.dedup();
+            Ok(names)
         }
 
         async fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {

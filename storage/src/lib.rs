@@ -7,11 +7,17 @@
 //! and on the fault-injecting in-memory backend the tests use. Everything runs on the
 //! shard's own glommio executor; nothing here is `Send`.
 //!
-//! Built so far: the commit log ([`commitlog`]). Not yet: consume queues, the key index,
-//! checkpoints, retention.
+//! Built so far: the commit log ([`commitlog`]), consume queues ([`consumequeue`]), the
+//! checkpoint ([`checkpoint`]) and the shard that ties them together ([`shard`]). Not yet:
+//! the key index, lookup by time, retention.
 
+pub mod checkpoint;
 pub mod commitlog;
+pub mod consumequeue;
 pub mod io;
+pub mod shard;
 pub mod watermark;
 
 pub use commitlog::{CommitLog, CommitLogConfig, FlushMode, StoreError};
+pub use consumequeue::CqEntry;
+pub use shard::{Shard, ShardConfig};

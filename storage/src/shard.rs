@@ -1,0 +1,387 @@
+//! One shard's store: its commit log, the consume queues of the queues it owns, and the
+//! checkpoint that bounds recovery.
+//!
+//! ```text
+//! <dir>/commitlog/<20-digit local offset>          segments
+//! <dir>/consumequeue/<topic>/<queue id>/<index>    consume queues
+//! <dir>/checkpoint                                  see `checkpoint`
+//! ```
+//!
+//! Appending assigns each record its queue offset and adds its consume-queue entry in
+//! the same step that places it in the log. A background task checkpoints: it writes
+//! the consume queues and records the commit-log offset below which they are durable.
+//! Recovery replays the log only from that offset.
+
+use protocol::message::record::RecordWriter;
+use protocol::message::{get_property, property, tags_code};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::checkpoint::CheckpointFile;
+use crate::commitlog::{
+    global_offset, split_offset, Appended, CommitLog, CommitLogConfig, StoreError,
+};
+use crate::consumequeue::{ConsumeQueue, CqEntry};
+use crate::io::{Backend, Payload};
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The shard's directory.
+    pub dir: PathBuf,
+    /// Commit-log settings; its `dir` and `shard` are set from this config.
+    pub log: CommitLogConfig,
+    /// How often consume queues are written and the checkpoint advanced. Shorter makes
+    /// recovery replay less; longer writes queue files less often.
+    pub checkpoint_interval: Duration,
+}
+
+impl ShardConfig {
+    pub fn new(dir: impl Into<PathBuf>, shard: u8) -> Self {
+        let dir = dir.into();
+        Self {
+            log: CommitLogConfig::new(dir.join("commitlog"), shard),
+            dir,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What recovery did, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryStats {
+    /// The checkpoint recovery started from (local log offset), if there was one.
+    pub from_checkpoint: Option<u64>,
+    pub previous_shutdown_clean: bool,
+    /// Records replayed into consume queues.
+    pub replayed_records: u64,
+}
+
+type QueueKey = (String, i32);
+
+struct Inner<B: Backend> {
+    backend: B,
+    config: ShardConfig,
+    log: CommitLog<B>,
+    queues: RefCell<HashMap<QueueKey, Rc<ConsumeQueue<B>>>>,
+    checkpoint: CheckpointFile<B>,
+    recovery: RecoveryStats,
+    closed: Cell<bool>,
+}
+
+/// A shard's store. Cheap to clone.
+pub struct Shard<B: Backend> {
+    inner: Rc<Inner<B>>,
+}
+
+impl<B: Backend> Clone for Shard<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for Shard<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("dir", &self.inner.config.dir)
+            .field("log", &self.inner.log)
+            .field("queues", &self.inner.queues.borrow().len())
+            .finish()
+    }
+}
+
+fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        op,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The tag code stored in the consume queue for a record.
+fn record_tags_code(properties: &[u8]) -> i64 {
+    tags_code(get_property(properties, property::TAGS))
+}
+
+impl<B: Backend + Clone> Shard<B> {
+    /// Opens (recovering) or creates the shard's store and starts its checkpoint task.
+    pub async fn open(backend: B, mut config: ShardConfig) -> Result<Self, StoreError> {
+        let shard = config.log.shard;
+        config.log.dir = config.dir.join("commitlog");
+        backend
+            .create_dir_all(&config.dir)
+            .await
+            .map_err(|e| io_error("create", &config.dir, e))?;
+        let (checkpoint, last) =
+            CheckpointFile::open(&backend, config.dir.join("checkpoint")).await?;
+        let log = CommitLog::open_from(
+            backend.clone(),
+            config.log.clone(),
+            last.map(|c| c.log_offset),
+        )
+        .await?;
+        let log_end = log.max_offset();
+
+        // Open every queue on disk, dropping entries past the recovered log end.
+        let cq_dir = config.dir.join("consumequeue");
+        backend
+            .create_dir_all(&cq_dir)
+            .await
+            .map_err(|e| io_error("create", &cq_dir, e))?;
+        let mut queues = HashMap::new();
+        for topic in backend
+            .list_dir(&cq_dir)
+            .await
+            .map_err(|e| io_error("list", &cq_dir, e))?
+        {
+            let topic_dir = cq_dir.join(&topic);
+            for qid in backend
+                .list_dir(&topic_dir)
+                .await
+                .map_err(|e| io_error("list", &topic_dir, e))?
+            {
+                let Ok(queue_id) = qid.parse::<i32>() else {
+                    continue;
+                };
+                let q = ConsumeQueue::open(backend.clone(), topic_dir.join(&qid), log_end).await?;
+                queues.insert((topic.clone(), queue_id), Rc::new(q));
+            }
+        }
+
+        // Replay the log past the checkpoint into the queues.
+        let from = match last {
+            Some(cp) => global_offset(shard, cp.log_offset),
+            None => log.min_offset(),
+        };
+        let mut replay: Vec<(String, i32, i64, CqEntry)> = Vec::new();
+        log.scan(from, |view| {
+            let entry = CqEntry {
+                offset: view.physical_offset,
+                size: view.total_size as i32,
+                tags_code: record_tags_code(&view.properties),
+            };
+            replay.push((
+                view.topic_str().to_owned(),
+                view.queue_id,
+                view.queue_offset,
+                entry,
+            ));
+        })
+        .await?;
+        let replayed = replay.len() as u64;
+        for (topic, queue_id, queue_offset, entry) in replay {
+            let key = (topic, queue_id);
+            if !queues.contains_key(&key) {
+                let dir = cq_dir.join(&key.0).join(key.1.to_string());
+                queues.insert(
+                    key.clone(),
+                    Rc::new(ConsumeQueue::open(backend.clone(), dir, log_end).await?),
+                );
+            }
+            let q = &queues[&key];
+            let next = q.next_index() as i64;
+            if queue_offset < next {
+                continue; // already in the queue files
+            }
+            if queue_offset > next {
+                return Err(StoreError::Io {
+                    op: "recover",
+                    path: cq_dir.join(&key.0).join(key.1.to_string()).display().to_string(),
+                    message: format!(
+                        "consume queue ends at {next} but the log continues at queue offset {queue_offset}; \
+                         remove the checkpoint file to rebuild all queues from the log"
+                    ),
+                });
+            }
+            q.push(entry);
+        }
+        let recovery = RecoveryStats {
+            from_checkpoint: last.map(|c| c.log_offset),
+            previous_shutdown_clean: last.is_some_and(|c| c.clean),
+            replayed_records: replayed,
+        };
+        tracing::info!(
+            shard,
+            ?recovery,
+            log_end,
+            queues = queues.len(),
+            "shard store recovered"
+        );
+        let inner = Rc::new(Inner {
+            backend,
+            config,
+            log,
+            queues: RefCell::new(queues),
+            checkpoint,
+            recovery,
+            closed: Cell::new(false),
+        });
+        let shard = Shard { inner };
+        // From now on the previous shutdown no longer counts as clean.
+        shard.checkpoint().await?;
+        let task = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(task.inner.config.checkpoint_interval).await;
+                if task.inner.closed.get() {
+                    return;
+                }
+                if let Err(error) = task.checkpoint().await {
+                    tracing::error!(%error, "checkpoint failed");
+                }
+            }
+        })
+        .detach();
+        Ok(shard)
+    }
+
+    pub fn log(&self) -> &CommitLog<B> {
+        &self.inner.log
+    }
+
+    pub fn recovery(&self) -> RecoveryStats {
+        self.inner.recovery
+    }
+
+    async fn queue(&self, topic: &str, queue_id: i32) -> Result<Rc<ConsumeQueue<B>>, StoreError> {
+        let key = (topic.to_owned(), queue_id);
+        if let Some(q) = self.inner.queues.borrow().get(&key) {
+            return Ok(q.clone());
+        }
+        let dir = self
+            .inner
+            .config
+            .dir
+            .join("consumequeue")
+            .join(topic)
+            .join(queue_id.to_string());
+        let q = Rc::new(
+            ConsumeQueue::open(self.inner.backend.clone(), dir, self.inner.log.max_offset())
+                .await?,
+        );
+        // Another task may have opened it meanwhile: keep the first.
+        Ok(self
+            .inner
+            .queues
+            .borrow_mut()
+            .entry(key)
+            .or_insert(q)
+            .clone())
+    }
+
+    fn existing_queue(&self, topic: &str, queue_id: i32) -> Option<Rc<ConsumeQueue<B>>> {
+        self.inner
+            .queues
+            .borrow()
+            .get(&(topic.to_owned(), queue_id))
+            .cloned()
+    }
+
+    /// Appends records (one message each; a batch keeps its order), assigning queue
+    /// offsets and adding consume-queue entries. Each record's topic and queue id say
+    /// where it goes; its QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP are filled.
+    /// Wait on the result with [`Self::wait_acked`] before acknowledging.
+    pub async fn put(
+        &self,
+        records: &mut [RecordWriter<'_>],
+        store_timestamp: i64,
+    ) -> Result<Appended, StoreError> {
+        let mut queues = Vec::with_capacity(records.len());
+        for rec in records.iter() {
+            queues.push(self.queue(rec.topic, rec.queue_id).await?);
+        }
+        let mut next = 0;
+        let mut done = 0;
+        self.inner
+            .log
+            .append_with(
+                records,
+                store_timestamp,
+                |rec| {
+                    rec.queue_offset = queues[next].next_index() as i64;
+                    next += 1;
+                },
+                |rec, size| {
+                    let entry = CqEntry {
+                        offset: rec.physical_offset,
+                        size: size as i32,
+                        tags_code: record_tags_code(rec.properties),
+                    };
+                    let index = queues[done].push(entry);
+                    assert_eq!(
+                        index as i64, rec.queue_offset,
+                        "queue offset changed while the record was placed"
+                    );
+                    done += 1;
+                },
+            )
+            .await
+    }
+
+    pub async fn wait_acked(&self, appended: &Appended) -> Result<(), StoreError> {
+        self.inner.log.wait_acked(appended.end).await
+    }
+
+    /// Up to `max` consume-queue entries of a queue from logical offset `from`.
+    pub async fn entries(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<CqEntry>, StoreError> {
+        match self.existing_queue(topic, queue_id) {
+            Some(q) => q.get(from, max).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The record bytes at a consume-queue entry, exactly as stored.
+    pub async fn read(&self, entry: &CqEntry) -> Result<Payload, StoreError> {
+        self.inner.log.read(entry.offset, entry.size as usize).await
+    }
+
+    /// A queue's max offset (the next logical offset), 0 for an unknown queue.
+    pub fn max_queue_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.existing_queue(topic, queue_id)
+            .map_or(0, |q| q.next_index())
+    }
+
+    pub fn min_queue_offset(&self, topic: &str, queue_id: i32) -> u64 {
+        self.existing_queue(topic, queue_id)
+            .map_or(0, |q| q.min_index())
+    }
+
+    /// Writes the consume queues and records how far they are durable.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.write_checkpoint(false).await
+    }
+
+    async fn write_checkpoint(&self, clean: bool) -> Result<(), StoreError> {
+        // Every record below `durable` has its entry pushed already (same step).
+        let durable = self.inner.log.durable_pos();
+        let queues: Vec<Rc<ConsumeQueue<B>>> =
+            self.inner.queues.borrow().values().cloned().collect();
+        for q in queues {
+            q.flush().await?;
+        }
+        self.inner.checkpoint.write(durable, clean).await
+    }
+
+    /// Syncs everything and marks the shutdown clean.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.closed.set(true);
+        self.inner.log.close().await?;
+        let (_, end) = split_offset(self.inner.log.max_offset());
+        assert_eq!(
+            self.inner.log.durable_pos(),
+            end,
+            "log not durable after close"
+        );
+        self.write_checkpoint(true).await
+    }
+}

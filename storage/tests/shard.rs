@@ -1,0 +1,173 @@
+//! The shard store: queue offsets, consume queues, checkpoints and recovery.
+
+use bytes::Bytes;
+use protocol::message::record::{decode_record, RecordWriter};
+use std::net::SocketAddr;
+use std::time::Duration;
+use storage::io::mem::{CrashMode, MemBackend};
+use storage::{CommitLogConfig, FlushMode, Shard, ShardConfig};
+
+fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(move || async move { f().await })
+        .expect("executor")
+        .join()
+        .expect("test body");
+}
+
+fn config(checkpoint_ms: u64) -> ShardConfig {
+    ShardConfig {
+        log: CommitLogConfig {
+            segment_bytes: 64 * 1024,
+            chunk_bytes: 8 * 1024,
+            cache_bytes: 16 * 1024,
+            max_record_bytes: 16 * 1024,
+            flush: FlushMode::Sync {
+                timeout: Duration::from_secs(5),
+            },
+            ..CommitLogConfig::new("/s/commitlog", 1)
+        },
+        dir: "/s".into(),
+        checkpoint_interval: Duration::from_millis(checkpoint_ms),
+    }
+}
+
+fn host() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10911))
+}
+
+const TOPICS: [&str; 3] = ["TopicA", "%RETRY%group", "TopicB"];
+
+/// Message `i` goes to topic i%3, queue i%4, body from i.
+fn message(i: u64) -> (usize, i32, Vec<u8>, Vec<u8>) {
+    let body = format!("message-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes();
+    let props = format!("TAGS\x01tag{}\x02KEYS\x01k{i}\x02", i % 2).into_bytes();
+    ((i % 3) as usize, (i % 4) as i32, body, props)
+}
+
+async fn put_batch(shard: &Shard<MemBackend>, from: u64, count: u64) {
+    let msgs: Vec<_> = (from..from + count).map(message).collect();
+    let mut recs: Vec<RecordWriter> = msgs
+        .iter()
+        .map(|(t, q, body, props)| RecordWriter {
+            queue_id: *q,
+            flag: 0,
+            queue_offset: -1,
+            physical_offset: 0,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: host(),
+            store_timestamp: 0,
+            store_host: host(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body,
+            topic: TOPICS[*t],
+            properties: props,
+        })
+        .collect();
+    let appended = shard.put(&mut recs, 1_700_000_000_000).await.unwrap();
+    shard.wait_acked(&appended).await.unwrap();
+}
+
+/// Every message 0..n is in its queue, in order, and reads back intact.
+async fn verify(shard: &Shard<MemBackend>, n: u64) {
+    for (t, topic) in TOPICS.iter().enumerate() {
+        for q in 0..4 {
+            let expected: Vec<u64> = (0..n)
+                .filter(|i| message(*i).0 == t && message(*i).1 == q)
+                .collect();
+            assert_eq!(
+                shard.max_queue_offset(topic, q),
+                expected.len() as u64,
+                "{topic}/{q}"
+            );
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                let entries = shard.entries(topic, q, got.len() as u64, 7).await.unwrap();
+                assert!(!entries.is_empty(), "{topic}/{q} stops at {}", got.len());
+                for e in entries {
+                    let bytes = shard.read(&e).await.unwrap();
+                    let view = decode_record(&Bytes::copy_from_slice(&bytes), 0, true).unwrap();
+                    assert_eq!(view.queue_offset, got.len() as i64);
+                    assert_eq!(view.topic_str(), *topic);
+                    assert_eq!(e.tags_code, protocol::message::tags_code(view.tags()));
+                    got.push(view.body.clone());
+                }
+            }
+            for (i, body) in expected.iter().zip(&got) {
+                assert_eq!(&body[..], &message(*i).2[..]);
+            }
+        }
+    }
+}
+
+#[test]
+fn queues_fill_in_order_and_survive_clean_restart() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(20)).await.unwrap();
+        for b in 0..40 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        verify(&shard, 400).await;
+        shard.close().await.unwrap();
+        let shard = Shard::open(backend.clone(), config(20)).await.unwrap();
+        assert!(shard.recovery().previous_shutdown_clean);
+        assert_eq!(
+            shard.recovery().replayed_records,
+            0,
+            "a clean shutdown replays nothing"
+        );
+        verify(&shard, 400).await;
+        put_batch(&shard, 400, 10).await;
+        verify(&shard, 410).await;
+    });
+}
+
+#[test]
+fn crash_replays_only_past_the_checkpoint() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        for b in 0..30 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        shard.checkpoint().await.unwrap();
+        for b in 30..35 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        backend.crash(CrashMode::DropUnsynced);
+        drop(shard);
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        let r = shard.recovery();
+        assert!(!r.previous_shutdown_clean);
+        assert!(r.from_checkpoint.is_some());
+        assert_eq!(
+            r.replayed_records, 50,
+            "only the records after the checkpoint"
+        );
+        verify(&shard, 350).await;
+    });
+}
+
+#[test]
+fn crash_without_any_checkpoint_rebuilds_every_queue() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        for b in 0..20 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        backend.crash(CrashMode::KeepPrefix {
+            writes: 2,
+            torn_sectors: 1,
+        });
+        drop(shard);
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        assert_eq!(shard.recovery().replayed_records, 200);
+        verify(&shard, 200).await;
+        put_batch(&shard, 200, 10).await;
+        verify(&shard, 210).await;
+    });
+}
