@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --workspace --bins
+# The kill -9 crash test drives this example as its child process.
+cargo build -p storage --examples
 cargo test --workspace
 cargo test --manifest-path tests/compat-rust-client/Cargo.toml

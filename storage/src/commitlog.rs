@@ -164,6 +164,13 @@ pub enum StoreError {
     Config { reason: String },
     #[error("the commit log is closed")]
     Closed,
+    #[error(
+        "disk full: {used_percent}% used, appends refused above {limit_percent}%; reads continue"
+    )]
+    DiskFull {
+        used_percent: u32,
+        limit_percent: u32,
+    },
 }
 
 fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
@@ -542,7 +549,7 @@ impl<B: Backend> CommitLog<B> {
             {
                 return Err(out_of_range());
             }
-            if let Some(payload) = read_memory(&st, pos, len) {
+            if let Some(payload) = read_memory(&self.inner.config, &st, pos, len) {
                 return Ok(payload);
             }
             let seg = segment_base(&self.inner.config, pos);
@@ -561,6 +568,18 @@ impl<B: Backend> CommitLog<B> {
             .await
             .map_err(|e| io_error("read", &self.inner.config.dir, e))?;
         let skip = (pos - seg - from) as usize;
+        let closed = seg + self.inner.config.segment_bytes <= self.inner.written.get();
+        if block.len() < skip + len
+            && closed
+            && pos + len as u64 <= seg + self.inner.config.segment_bytes
+        {
+            // A closed segment's tail past its blank header was never written: it reads
+            // as zeros, like the rest of the blank.
+            let mut out = vec![0u8; len];
+            let have = block.len().saturating_sub(skip).min(len);
+            out[..have].copy_from_slice(&block[skip..skip + have]);
+            return Ok(Payload::from_vec(out));
+        }
         if block.len() < skip + len {
             return Err(StoreError::Io {
                 op: "read",
@@ -579,6 +598,82 @@ impl<B: Backend> CommitLog<B> {
             });
         }
         Ok(block.slice(skip, len))
+    }
+
+    /// Local bases of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.inner.state.borrow().segments.keys().copied().collect()
+    }
+
+    /// STORETIMESTAMP of the first record of the segment at `base`, if it has one.
+    pub async fn segment_first_timestamp(&self, base: u64) -> Result<Option<i64>, StoreError> {
+        let write_pos = self.inner.state.borrow().write_pos;
+        if base >= write_pos {
+            return Ok(None);
+        }
+        let header = (record::POS_BORN_HOST + 20 + 8) as u64;
+        let len = header.min(write_pos - base) as usize;
+        let bytes = self
+            .read(global_offset(self.inner.config.shard, base), len)
+            .await?;
+        if bytes.len() < 40 {
+            return Ok(None);
+        }
+        let sys_flag = i32::from_be_bytes(bytes[36..40].try_into().expect("4 bytes"));
+        let pos = record::pos_store_timestamp(sys_flag);
+        Ok(bytes
+            .get(pos..pos + 8)
+            .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes"))))
+    }
+
+    /// Deletes the oldest segment if it is not the one being appended to; returns the
+    /// new minimum local offset. Readers holding its data keep it until they drop it.
+    pub async fn delete_oldest_segment(&self) -> Result<Option<u64>, StoreError> {
+        let (base, path) = {
+            let mut st = self.inner.state.borrow_mut();
+            let active = segment_base(&self.inner.config, st.write_pos);
+            let Some(&base) = st.segments.keys().next() else {
+                return Ok(None);
+            };
+            if base >= active || st.segments.len() < 2 {
+                return Ok(None);
+            }
+            st.segments.remove(&base);
+            let next = *st.segments.keys().next().expect("a newer segment remains");
+            st.min_pos = next;
+            while st.cache.front().is_some_and(|c| c.end() <= next) {
+                let old = st.cache.pop_front().expect("checked");
+                st.cache_bytes -= old.buf.as_ref().as_ref().len();
+            }
+            (base, self.inner.config.dir.join(segment_name(base)))
+        };
+        self.inner
+            .backend
+            .remove(&path)
+            .await
+            .map_err(|e| io_error("remove", &path, e))?;
+        self.inner
+            .backend
+            .sync_dir(&self.inner.config.dir)
+            .await
+            .map_err(|e| io_error("sync", &self.inner.config.dir, e))?;
+        tracing::info!(
+            shard = self.inner.config.shard,
+            segment = base,
+            "segment deleted by retention"
+        );
+        Ok(Some(self.inner.state.borrow().min_pos))
+    }
+
+    /// STORETIMESTAMP of the record at global `offset` (reads only its header).
+    pub async fn store_timestamp(&self, offset: i64, size: usize) -> Result<i64, StoreError> {
+        let header = size.min(record::POS_BORN_HOST + 20 + 8);
+        let bytes = self.read(offset, header).await?;
+        let sys_flag = i32::from_be_bytes(bytes[36..40].try_into().expect("4 bytes"));
+        let pos = record::pos_store_timestamp(sys_flag);
+        Ok(i64::from_be_bytes(
+            bytes[pos..pos + 8].try_into().expect("8 bytes"),
+        ))
     }
 
     /// Calls `f` with every record from global `from` (a record boundary) to the end,
@@ -758,7 +853,12 @@ fn roll<B: Backend>(config: &CommitLogConfig, st: &mut State<B>, seg_end: u64) {
 
 /// A zero-copy slice when `[pos, pos+len)` lies in one sealed chunk; a copy when it is in
 /// memory but spans chunks or the active chunk; `None` when part of it is only on disk.
-fn read_memory<B: Backend>(st: &State<B>, pos: u64, len: usize) -> Option<Payload> {
+fn read_memory<B: Backend>(
+    config: &CommitLogConfig,
+    st: &State<B>,
+    pos: u64,
+    len: usize,
+) -> Option<Payload> {
     let end = pos + len as u64;
     for chunk in st.sealed.iter().rev().chain(st.cache.iter().rev()) {
         if chunk.base <= pos {
@@ -790,6 +890,14 @@ fn read_memory<B: Backend>(st: &State<B>, pos: u64, len: usize) -> Option<Payloa
                 .rev()
                 .chain(st.cache.iter().rev())
                 .find(|c| c.base <= p)?;
+            if chunk.end() <= p {
+                // Past a closed segment's blank header: zeros up to the segment's end.
+                let seg_end = segment_base(config, p) + config.segment_bytes;
+                assert!(seg_end <= st.write_pos, "no chunk holds offset {p}");
+                let zeros = end.min(seg_end) - p;
+                p += zeros; // `out` is zeroed already
+                continue;
+            }
             (chunk.buf.as_ref().as_ref(), chunk.base, chunk.end())
         };
         let take = (end.min(src_end) - p) as usize;

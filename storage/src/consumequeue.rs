@@ -332,6 +332,67 @@ impl<B: Backend + Clone> ConsumeQueue<B> {
         Ok(())
     }
 
+    /// Deletes whole files whose entries all point below `log_min` (after retention
+    /// removed that part of the log). Returns the new minimum index.
+    pub async fn delete_below(&self, log_min: i64) -> Result<u64, StoreError> {
+        loop {
+            let (first, file) = {
+                let st = self.state.borrow();
+                let Some((&first, file)) = st.files.iter().next() else {
+                    return Ok(st.min_index);
+                };
+                // Never the file still being appended to.
+                if first + ENTRIES_PER_FILE > st.written_index {
+                    return Ok(st.min_index);
+                }
+                (first, file.clone())
+            };
+            let last_byte = (ENTRIES_PER_FILE - 1) * ENTRY_BYTES as u64;
+            let start = align_down(last_byte);
+            let data = file
+                .read_at(
+                    start,
+                    (align_up(last_byte + ENTRY_BYTES as u64) - start) as usize,
+                )
+                .await
+                .map_err(|e| io_error("read", &self.dir, e))?;
+            let at = (last_byte - start) as usize;
+            let last = CqEntry::decode(&data[at..at + ENTRY_BYTES]);
+            if last.offset + last.size as i64 > log_min {
+                return Ok(self.state.borrow().min_index);
+            }
+            let path = self.dir.join(file_name(first));
+            {
+                let mut st = self.state.borrow_mut();
+                st.files.remove(&first);
+                st.min_index = first + ENTRIES_PER_FILE;
+            }
+            self.backend
+                .remove(&path)
+                .await
+                .map_err(|e| io_error("remove", &path, e))?;
+        }
+    }
+
+    /// Raises the minimum index to the first entry at or above `log_min` (RocketMQ's
+    /// `correctMinOffset`), by binary search. Returns the new minimum.
+    pub async fn correct_min(&self, log_min: i64) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = {
+            let st = self.state.borrow();
+            (st.min_index, st.next_index)
+        };
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid, 1).await?.first() {
+                Some(e) if e.offset < log_min => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.min_index = st.min_index.max(lo);
+        Ok(st.min_index)
+    }
+
     async fn file(&self, first: u64) -> Result<Rc<B::File>, StoreError> {
         if let Some(f) = self.state.borrow().files.get(&first) {
             return Ok(f.clone());

@@ -35,6 +35,24 @@ pub trait Backend: 'static {
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Makes creations and removals in `dir` durable.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Bytes used and total on the device holding `dir`.
+    async fn space(&self, dir: &Path) -> io::Result<Space>;
+}
+
+/// Device capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl Space {
+    pub fn used_ratio(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 0.0;
+        }
+        self.used_bytes as f64 / self.total_bytes as f64
+    }
 }
 
 /// One open file.
@@ -180,6 +198,27 @@ pub mod dma {
 
         async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
             std::fs::File::open(dir)?.sync_all()
+        }
+
+        async fn space(&self, dir: &Path) -> io::Result<Space> {
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+            // SAFETY: `path` is a valid C string and `st` a properly sized out-parameter.
+            let st = unsafe {
+                let mut st: libc::statvfs = std::mem::zeroed();
+                if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                st
+            };
+            let block = st.f_frsize as u64;
+            let total = st.f_blocks as u64 * block;
+            let free = st.f_bfree as u64 * block;
+            Ok(Space {
+                used_bytes: total - free,
+                total_bytes: total,
+            })
         }
     }
 
@@ -465,6 +504,19 @@ pub mod mem {
 
         async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
             Ok(())
+        }
+
+        async fn space(&self, _dir: &Path) -> io::Result<Space> {
+            let total_bytes = self
+                .dev
+                .borrow()
+                .plan
+                .capacity_bytes
+                .unwrap_or(u64::MAX / 2);
+            Ok(Space {
+                used_bytes: self.used_bytes(),
+                total_bytes,
+            })
         }
     }
 

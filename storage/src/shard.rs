@@ -36,6 +36,33 @@ pub struct ShardConfig {
     /// How often consume queues are written and the checkpoint advanced. Shorter makes
     /// recovery replay less; longer writes queue files less often.
     pub checkpoint_interval: Duration,
+    pub retention: RetentionConfig,
+}
+
+/// When whole segments are deleted. Checked continuously, one segment at a time, never
+/// in a burst at a fixed hour.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionConfig {
+    /// Segments whose newest record is older than this go (RocketMQ: 72 h).
+    pub reserved: Duration,
+    /// Above this share of the disk used, the oldest segments go whatever their age
+    /// (RocketMQ: 0.75 triggers, 0.85 forces).
+    pub high_water_ratio: f64,
+    /// Above this, appends fail with DiskFull; reads keep working (RocketMQ: 0.90).
+    pub critical_ratio: f64,
+    /// How often the check runs.
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            reserved: Duration::from_secs(72 * 3600),
+            high_water_ratio: 0.75,
+            critical_ratio: 0.90,
+            interval: Duration::from_secs(1),
+        }
+    }
 }
 
 impl ShardConfig {
@@ -45,6 +72,7 @@ impl ShardConfig {
             log: CommitLogConfig::new(dir.join("commitlog"), shard),
             dir,
             checkpoint_interval: Duration::from_secs(1),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -69,6 +97,8 @@ struct Inner<B: Backend> {
     checkpoint: CheckpointFile<B>,
     recovery: RecoveryStats,
     closed: Cell<bool>,
+    /// Set by the retention task when the disk is past the critical ratio.
+    disk_full: Cell<Option<StoreError>>,
 }
 
 /// A shard's store. Cheap to clone.
@@ -100,6 +130,12 @@ fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> Stor
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The tag code stored in the consume queue for a record.
@@ -219,6 +255,7 @@ impl<B: Backend + Clone> Shard<B> {
             checkpoint,
             recovery,
             closed: Cell::new(false),
+            disk_full: Cell::new(None),
         });
         let shard = Shard { inner };
         // From now on the previous shutdown no longer counts as clean.
@@ -236,7 +273,122 @@ impl<B: Backend + Clone> Shard<B> {
             }
         })
         .detach();
+        let task = shard.clone();
+        glommio::spawn_local(async move {
+            while !task.inner.closed.get() {
+                match task.enforce_retention(now_ms()).await {
+                    // More to delete: go on at once, one segment per round.
+                    Ok(true) => glommio::executor().yield_task_queue_now().await,
+                    Ok(false) => glommio::timer::sleep(task.inner.config.retention.interval).await,
+                    Err(error) => {
+                        tracing::error!(%error, "retention failed");
+                        glommio::timer::sleep(task.inner.config.retention.interval).await;
+                    }
+                }
+            }
+        })
+        .detach();
         Ok(shard)
+    }
+
+    /// One retention round at wall-clock `now_ms`: updates the disk-full state and deletes
+    /// at most one segment. Returns whether it deleted one.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<bool, StoreError> {
+        let r = self.inner.config.retention;
+        let dir = &self.inner.config.dir;
+        let space = self
+            .inner
+            .backend
+            .space(dir)
+            .await
+            .map_err(|e| io_error("statvfs", dir, e))?;
+        let ratio = space.used_ratio();
+        let full = (ratio >= r.critical_ratio).then_some(StoreError::DiskFull {
+            used_percent: (ratio * 100.0) as u32,
+            limit_percent: (r.critical_ratio * 100.0) as u32,
+        });
+        if full.is_some() && self.inner.disk_full.take().is_none() {
+            tracing::error!(
+                used = ratio,
+                "disk past the critical ratio: refusing appends"
+            );
+        }
+        self.inner.disk_full.set(full);
+        let bases = self.inner.log.segment_bases();
+        let [_oldest, next, ..] = bases[..] else {
+            return Ok(false);
+        };
+        // Every record of the oldest segment is older than the next one's first.
+        let expired = match self.inner.log.segment_first_timestamp(next).await? {
+            Some(ts) => now_ms.saturating_sub(ts) > r.reserved.as_millis() as i64,
+            None => false,
+        };
+        if !(expired || ratio > r.high_water_ratio) {
+            return Ok(false);
+        }
+        let Some(_) = self.inner.log.delete_oldest_segment().await? else {
+            return Ok(false);
+        };
+        let log_min = self.inner.log.min_offset();
+        let queues: Vec<Rc<ConsumeQueue<B>>> =
+            self.inner.queues.borrow().values().cloned().collect();
+        for q in queues {
+            q.delete_below(log_min).await?;
+            q.correct_min(log_min).await?;
+        }
+        Ok(true)
+    }
+
+    /// The smallest logical offset of a queue whose message was stored at or after
+    /// `timestamp` (RocketMQ's lower boundary); the max offset if none was.
+    pub async fn search_offset_by_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+    ) -> Result<u64, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else {
+            return Ok(0);
+        };
+        let (mut lo, mut hi) = (q.min_index(), q.next_index());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some(e) = q.get(mid, 1).await?.first().copied() else {
+                break;
+            };
+            if self
+                .inner
+                .log
+                .store_timestamp(e.offset, e.size as usize)
+                .await?
+                < timestamp
+            {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Store time of a queue's oldest message (GET_EARLIEST_MSG_STORETIME), if any.
+    pub async fn earliest_store_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(q) = self.existing_queue(topic, queue_id) else {
+            return Ok(None);
+        };
+        match q.get(q.min_index(), 1).await?.first() {
+            Some(e) => Ok(Some(
+                self.inner
+                    .log
+                    .store_timestamp(e.offset, e.size as usize)
+                    .await?,
+            )),
+            None => Ok(None),
+        }
     }
 
     pub fn log(&self) -> &CommitLog<B> {
@@ -290,6 +442,10 @@ impl<B: Backend + Clone> Shard<B> {
         records: &mut [RecordWriter<'_>],
         store_timestamp: i64,
     ) -> Result<Appended, StoreError> {
+        if let Some(full) = self.inner.disk_full.take() {
+            self.inner.disk_full.set(Some(full.clone()));
+            return Err(full);
+        }
         let mut queues = Vec::with_capacity(records.len());
         for rec in records.iter() {
             queues.push(self.queue(rec.topic, rec.queue_id).await?);

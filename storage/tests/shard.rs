@@ -1,11 +1,15 @@
 //! The shard store: queue offsets, consume queues, checkpoints and recovery.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use bytes::Bytes;
 use protocol::message::record::{decode_record, RecordWriter};
 use std::net::SocketAddr;
 use std::time::Duration;
+use storage::io::mem::FaultPlan;
 use storage::io::mem::{CrashMode, MemBackend};
-use storage::{CommitLogConfig, FlushMode, Shard, ShardConfig};
+use storage::shard::RetentionConfig;
+use storage::{CommitLogConfig, FlushMode, Shard, ShardConfig, StoreError};
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -29,6 +33,11 @@ fn config(checkpoint_ms: u64) -> ShardConfig {
         },
         dir: "/s".into(),
         checkpoint_interval: Duration::from_millis(checkpoint_ms),
+        // Driven by hand in the tests below.
+        retention: RetentionConfig {
+            interval: Duration::from_secs(3600),
+            ..RetentionConfig::default()
+        },
     }
 }
 
@@ -46,6 +55,17 @@ fn message(i: u64) -> (usize, i32, Vec<u8>, Vec<u8>) {
 }
 
 async fn put_batch(shard: &Shard<MemBackend>, from: u64, count: u64) {
+    put_batch_at(shard, from, count, 1_700_000_000_000)
+        .await
+        .unwrap();
+}
+
+async fn put_batch_at(
+    shard: &Shard<MemBackend>,
+    from: u64,
+    count: u64,
+    ts: i64,
+) -> Result<(), StoreError> {
     let msgs: Vec<_> = (from..from + count).map(message).collect();
     let mut recs: Vec<RecordWriter> = msgs
         .iter()
@@ -66,8 +86,8 @@ async fn put_batch(shard: &Shard<MemBackend>, from: u64, count: u64) {
             properties: props,
         })
         .collect();
-    let appended = shard.put(&mut recs, 1_700_000_000_000).await.unwrap();
-    shard.wait_acked(&appended).await.unwrap();
+    let appended = shard.put(&mut recs, ts).await?;
+    shard.wait_acked(&appended).await
 }
 
 /// Every message 0..n is in its queue, in order, and reads back intact.
@@ -169,5 +189,101 @@ fn crash_without_any_checkpoint_rebuilds_every_queue() {
         verify(&shard, 200).await;
         put_batch(&shard, 200, 10).await;
         verify(&shard, 210).await;
+    });
+}
+
+#[test]
+fn retention_deletes_old_segments_and_queues_follow() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        // Message i stored at t0 + i seconds.
+        let t0 = 1_700_000_000_000i64;
+        for i in 0..2000u64 {
+            put_batch_at(&shard, i, 1, t0 + i as i64 * 1000)
+                .await
+                .unwrap();
+        }
+        let segments = shard.log().segment_bases().len();
+        assert!(segments > 3, "{segments} segments");
+        assert_eq!(
+            shard.search_offset_by_time("TopicA", 0, t0).await.unwrap(),
+            0
+        );
+        // Message 300 is topic 0 queue 0 (300 % 3 == 0, 300 % 4 == 0): the 25th there.
+        assert_eq!(
+            shard
+                .search_offset_by_time("TopicA", 0, t0 + 300_000)
+                .await
+                .unwrap(),
+            25
+        );
+        assert_eq!(
+            shard
+                .search_offset_by_time("TopicA", 0, t0 + 10_000_000)
+                .await
+                .unwrap(),
+            167
+        );
+        assert_eq!(
+            shard.earliest_store_time("TopicA", 0).await.unwrap(),
+            Some(t0)
+        );
+
+        // Young segments stay.
+        assert!(!shard.enforce_retention(t0 + 2_001_000).await.unwrap());
+        // Far in the future everything but the segment in use expires, one per round.
+        let mut rounds = 0;
+        while shard
+            .enforce_retention(t0 + 100 * 86_400_000)
+            .await
+            .unwrap()
+        {
+            rounds += 1;
+        }
+        assert_eq!(rounds, segments - 1);
+        assert_eq!(shard.log().segment_bases().len(), 1);
+        let min = shard.min_queue_offset("TopicA", 0);
+        assert!(min > 0, "the queue's minimum follows the log");
+        let entries = shard.entries("TopicA", 0, min, 100).await.unwrap();
+        assert!(!entries.is_empty());
+        for e in &entries {
+            shard.read(e).await.unwrap();
+        }
+        assert!(shard.log().min_offset() > shard.log().segment_bases()[0] as i64 - 1);
+        // Appends go on.
+        put_batch_at(&shard, 2000, 5, t0 + 2_001_000).await.unwrap();
+    });
+}
+
+#[test]
+fn a_full_disk_refuses_appends_but_serves_reads() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        put_batch(&shard, 0, 50).await;
+        let used = backend.used_bytes();
+        // Capacity such that usage is past 90% (and past the high-water mark, so the
+        // one deletable segment, if any, goes too).
+        backend.set_faults(FaultPlan {
+            capacity_bytes: Some(used * 100 / 95),
+            ..Default::default()
+        });
+        while shard.enforce_retention(0).await.unwrap() {}
+        let refused = put_batch_at(&shard, 50, 1, 0).await;
+        assert!(
+            matches!(refused, Err(StoreError::DiskFull { .. })),
+            "{refused:?}"
+        );
+        let min = shard.min_queue_offset("TopicA", 0);
+        assert!(!shard
+            .entries("TopicA", 0, min, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Space freed: appends resume.
+        backend.set_faults(FaultPlan::default());
+        shard.enforce_retention(0).await.unwrap();
+        put_batch_at(&shard, 50, 1, 0).await.unwrap();
     });
 }
