@@ -8,12 +8,13 @@
 //! shard's own glommio executor; nothing here is `Send`.
 //!
 //! Built so far: the commit log ([`commitlog`]), consume queues ([`consumequeue`]), the
-//! checkpoint ([`checkpoint`]) and the shard that ties them together ([`shard`]). Not yet:
-//! the key index, lookup by time, retention.
+//! checkpoint ([`checkpoint`]), the key index ([`index`]) and the shard that ties them
+//! together with retention and lookup by time ([`shard`]).
 
 pub mod checkpoint;
 pub mod commitlog;
 pub mod consumequeue;
+pub mod index;
 pub mod io;
 pub mod shard;
 pub mod watermark;

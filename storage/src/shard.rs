@@ -25,6 +25,7 @@ use crate::commitlog::{
     global_offset, split_offset, Appended, CommitLog, CommitLogConfig, StoreError,
 };
 use crate::consumequeue::{ConsumeQueue, CqEntry};
+use crate::index::{IndexConfig, KeyIndex};
 use crate::io::{Backend, Payload};
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,7 @@ pub struct ShardConfig {
     /// recovery replay less; longer writes queue files less often.
     pub checkpoint_interval: Duration,
     pub retention: RetentionConfig,
+    pub index: IndexConfig,
 }
 
 /// When whole segments are deleted. Checked continuously, one segment at a time, never
@@ -73,6 +75,7 @@ impl ShardConfig {
             dir,
             checkpoint_interval: Duration::from_secs(1),
             retention: RetentionConfig::default(),
+            index: IndexConfig::default(),
         }
     }
 }
@@ -99,6 +102,11 @@ struct Inner<B: Backend> {
     closed: Cell<bool>,
     /// Set by the retention task when the disk is past the critical ratio.
     disk_full: Cell<Option<StoreError>>,
+    index: KeyIndex<B>,
+    /// Keys of appended records not yet in the index: (hash, offset, store time, local).
+    index_pending: RefCell<std::collections::VecDeque<(i32, i64, i64, u64)>>,
+    /// One drain of `index_pending` at a time.
+    index_lock: glommio::sync::Semaphore,
 }
 
 /// A shard's store. Cheap to clone.
@@ -120,6 +128,7 @@ impl<B: Backend> std::fmt::Debug for Shard<B> {
             .field("dir", &self.inner.config.dir)
             .field("log", &self.inner.log)
             .field("queues", &self.inner.queues.borrow().len())
+            .field("index", &self.inner.index)
             .finish()
     }
 }
@@ -136,6 +145,31 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Calls `f` with each key a record is indexed under: its UNIQ_KEY and each KEYS token.
+fn index_keys_raw(properties: &[u8], mut f: impl FnMut(&str)) {
+    if let Some(uniq) = get_property(properties, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        f(uniq);
+    }
+    if let Some(keys) = get_property(properties, property::KEYS) {
+        keys.split(' ').filter(|k| !k.is_empty()).for_each(&mut f);
+    }
+}
+
+/// Index hashes of a record; prepared and rolled-back transaction messages are not
+/// indexed (as in RocketMQ).
+fn index_keys(topic: &str, properties: &[u8], sys_flag: i32, mut f: impl FnMut(i32)) {
+    use protocol::message::sys_flag::{
+        transaction_value, TRANSACTION_PREPARED, TRANSACTION_ROLLBACK,
+    };
+    let tx = transaction_value(sys_flag);
+    if tx == TRANSACTION_PREPARED || tx == TRANSACTION_ROLLBACK {
+        return;
+    }
+    index_keys_raw(properties, |k| {
+        f(protocol::message::index_key_hash(topic, k))
+    });
 }
 
 /// The tag code stored in the consume queue for a record.
@@ -193,8 +227,22 @@ impl<B: Backend + Clone> Shard<B> {
             Some(cp) => global_offset(shard, cp.log_offset),
             None => log.min_offset(),
         };
+        let (index, index_end) =
+            KeyIndex::open(backend.clone(), config.dir.join("index"), config.index).await?;
+        let mut index_pending = std::collections::VecDeque::new();
         let mut replay: Vec<(String, i32, i64, CqEntry)> = Vec::new();
         log.scan(from, |view| {
+            if view.physical_offset >= index_end {
+                index_keys(view.topic_str(), &view.properties, view.sys_flag, |hash| {
+                    let local = split_offset(view.physical_offset).1;
+                    index_pending.push_back((
+                        hash,
+                        view.physical_offset,
+                        view.store_timestamp,
+                        local,
+                    ));
+                });
+            }
             let entry = CqEntry {
                 offset: view.physical_offset,
                 size: view.total_size as i32,
@@ -256,8 +304,12 @@ impl<B: Backend + Clone> Shard<B> {
             recovery,
             closed: Cell::new(false),
             disk_full: Cell::new(None),
+            index,
+            index_pending: RefCell::new(index_pending),
+            index_lock: glommio::sync::Semaphore::new(1),
         });
         let shard = Shard { inner };
+        shard.drain_index().await?;
         // From now on the previous shutdown no longer counts as clean.
         shard.checkpoint().await?;
         let task = shard.clone();
@@ -336,7 +388,69 @@ impl<B: Backend + Clone> Shard<B> {
             q.delete_below(log_min).await?;
             q.correct_min(log_min).await?;
         }
+        self.inner.index.delete_below(log_min).await?;
         Ok(true)
+    }
+
+    /// Moves queued keys into the index, in log order, one drain at a time.
+    async fn drain_index(&self) -> Result<(), StoreError> {
+        let _permit = self
+            .inner
+            .index_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        loop {
+            let next = self.inner.index_pending.borrow_mut().pop_front();
+            let Some((hash, offset, ts, local)) = next else {
+                return Ok(());
+            };
+            self.inner.index.add(hash, offset, ts, local).await?;
+        }
+    }
+
+    /// Records of `topic` whose KEYS or UNIQ_KEY is `key`, stored within
+    /// `[begin_ts, end_ts]`, newest first, at most `max` (QUERY_MESSAGE).
+    pub async fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin_ts: i64,
+        end_ts: i64,
+    ) -> Result<Vec<Payload>, StoreError> {
+        self.drain_index().await?;
+        let hash = protocol::message::index_key_hash(topic, key);
+        // Ask for more than `max`: hash collisions are filtered out below.
+        let offsets = self
+            .inner
+            .index
+            .lookup(hash, begin_ts, end_ts, max.saturating_mul(2).max(16))
+            .await?;
+        let mut out = Vec::new();
+        for offset in offsets {
+            if out.len() >= max {
+                break;
+            }
+            // TOTALSIZE first, then the record.
+            let Ok(head) = self.inner.log.read(offset, 4).await else {
+                continue;
+            };
+            let size = i32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
+            let Ok(bytes) = self.inner.log.read(offset, size.max(0) as usize).await else {
+                continue;
+            };
+            let copy = bytes::Bytes::copy_from_slice(&bytes);
+            let Ok(view) = protocol::message::record::decode_record(&copy, 0, false) else {
+                continue;
+            };
+            let mut matches = false;
+            index_keys_raw(&view.properties, |k| matches |= k == key);
+            if view.topic_str() == topic && matches {
+                out.push(bytes);
+            }
+        }
+        Ok(out)
     }
 
     /// The smallest logical offset of a queue whose message was stored at or after
@@ -473,6 +587,11 @@ impl<B: Backend + Clone> Shard<B> {
                         "queue offset changed while the record was placed"
                     );
                     done += 1;
+                    let mut pending = self.inner.index_pending.borrow_mut();
+                    index_keys(rec.topic, rec.properties, rec.sys_flag, |hash| {
+                        let local = split_offset(rec.physical_offset).1;
+                        pending.push_back((hash, rec.physical_offset, rec.store_timestamp, local));
+                    });
                 },
             )
             .await
@@ -525,6 +644,8 @@ impl<B: Backend + Clone> Shard<B> {
         for q in queues {
             q.flush().await?;
         }
+        self.drain_index().await?;
+        self.inner.index.flush().await?;
         self.inner.checkpoint.write(durable, clean).await
     }
 

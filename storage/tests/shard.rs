@@ -6,6 +6,7 @@ use bytes::Bytes;
 use protocol::message::record::{decode_record, RecordWriter};
 use std::net::SocketAddr;
 use std::time::Duration;
+use storage::index::IndexConfig;
 use storage::io::mem::FaultPlan;
 use storage::io::mem::{CrashMode, MemBackend};
 use storage::shard::RetentionConfig;
@@ -33,9 +34,15 @@ fn config(checkpoint_ms: u64) -> ShardConfig {
         },
         dir: "/s".into(),
         checkpoint_interval: Duration::from_millis(checkpoint_ms),
+        // Tiny files so that tests seal several and walk long chains.
+        index: IndexConfig {
+            slots: 16,
+            entries: 100,
+        },
         // Driven by hand in the tests below.
         retention: RetentionConfig {
             interval: Duration::from_secs(3600),
+            reserved: Duration::from_secs(20 * 365 * 86_400),
             ..RetentionConfig::default()
         },
     }
@@ -235,7 +242,7 @@ fn retention_deletes_old_segments_and_queues_follow() {
         // Far in the future everything but the segment in use expires, one per round.
         let mut rounds = 0;
         while shard
-            .enforce_retention(t0 + 100 * 86_400_000)
+            .enforce_retention(t0 + 30 * 365 * 86_400_000)
             .await
             .unwrap()
         {
@@ -285,5 +292,62 @@ fn a_full_disk_refuses_appends_but_serves_reads() {
         backend.set_faults(FaultPlan::default());
         shard.enforce_retention(0).await.unwrap();
         put_batch_at(&shard, 50, 1, 0).await.unwrap();
+    });
+}
+
+/// Message i has KEYS "k{i}" and is in topic TOPICS[i % 3].
+async fn find(shard: &Shard<MemBackend>, i: u64) -> Vec<u64> {
+    let topic = TOPICS[(i % 3) as usize];
+    let found = shard
+        .query_by_key(topic, &format!("k{i}"), 32, 0, i64::MAX)
+        .await
+        .unwrap();
+    found
+        .iter()
+        .map(|b| {
+            let v = decode_record(&Bytes::copy_from_slice(b), 0, true).unwrap();
+            let body = String::from_utf8(v.body.to_vec()).unwrap();
+            body.split('-').nth(1).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn keys_are_found_across_index_files_restarts_and_crashes() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        for b in 0..45 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        for i in [0, 1, 57, 99, 100, 101, 333, 449] {
+            assert_eq!(find(&shard, i).await, vec![i], "key k{i}");
+        }
+        // The same key in another topic is not a match.
+        assert!(shard
+            .query_by_key("TopicB", "k0", 32, 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+        // Outside the time range.
+        assert!(shard
+            .query_by_key("TopicA", "k0", 32, 0, 1_000)
+            .await
+            .unwrap()
+            .is_empty());
+        shard.close().await.unwrap();
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        assert_eq!(find(&shard, 449).await, vec![449]);
+        assert_eq!(find(&shard, 7).await, vec![7]);
+        shard.checkpoint().await.unwrap();
+        for b in 45..50 {
+            put_batch(&shard, b * 10, 10).await;
+        }
+        backend.crash(CrashMode::DropUnsynced);
+        drop(shard);
+        let shard = Shard::open(backend.clone(), config(10_000)).await.unwrap();
+        for i in [3, 448, 450, 499] {
+            assert_eq!(find(&shard, i).await, vec![i], "key k{i} after a crash");
+        }
     });
 }
