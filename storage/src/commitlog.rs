@@ -201,6 +201,8 @@ struct Sealed<F: BackendFile> {
     /// Valid bytes from `base` (the buffer is that, rounded up to a block).
     valid: usize,
     segment: u64,
+    /// Memory the buffer holds (its allocation, which trimming does not shrink).
+    mem: usize,
 }
 
 impl<F: BackendFile> Sealed<F> {
@@ -241,6 +243,8 @@ struct Inner<B: Backend> {
     /// Segments written since their last sync.
     unsynced: RefCell<BTreeSet<u64>>,
     closed: Cell<bool>,
+    /// Reaches 1 when the log is closed: wakes the flusher so it can exit.
+    shutdown: Watermark<StoreError>,
     rolling: glommio::sync::Semaphore,
 }
 
@@ -337,7 +341,6 @@ impl<B: Backend> CommitLog<B> {
             .clone();
         let base = align_down(end);
         let mut buf = file.alloc(config.chunk_bytes);
-        buf.as_mut().fill(0);
         let filled = (end - base) as usize;
         if filled > 0 {
             let block = file
@@ -370,6 +373,7 @@ impl<B: Backend> CommitLog<B> {
             durable: Watermark::new(end),
             unsynced: RefCell::new(BTreeSet::new()),
             closed: Cell::new(false),
+            shutdown: Watermark::new(0),
             rolling: glommio::sync::Semaphore::new(1),
         });
         glommio::spawn_local(flusher(inner.clone())).detach();
@@ -643,7 +647,7 @@ impl<B: Backend> CommitLog<B> {
             st.min_pos = next;
             while st.cache.front().is_some_and(|c| c.end() <= next) {
                 let old = st.cache.pop_front().expect("checked");
-                st.cache_bytes -= old.buf.as_ref().as_ref().len();
+                st.cache_bytes -= old.mem;
             }
             (base, self.inner.config.dir.join(segment_name(base)))
         };
@@ -722,6 +726,7 @@ impl<B: Backend> CommitLog<B> {
     pub async fn close(&self) -> Result<(), StoreError> {
         self.sync_all().await?;
         self.inner.closed.set(true);
+        self.inner.shutdown.advance(1);
         Ok(())
     }
 }
@@ -789,7 +794,6 @@ fn seal_and_restart<B: Backend>(
         .chunk_bytes
         .max(align_up((carry + need) as u64) as usize);
     let mut buf = file.alloc(capacity);
-    buf.as_mut().fill(0);
     buf.as_mut()[..carry]
         .copy_from_slice(&active.buf.as_ref()[active.filled - carry..active.filled]);
     let mut old = std::mem::replace(&mut active.buf, buf);
@@ -805,12 +809,14 @@ fn seal_and_restart<B: Backend>(
             seal_len
         };
         old.as_mut()[valid..seal_len].fill(0);
+        let mem = old.as_ref().len();
         <B::File as BackendFile>::trim(&mut old, seal_len);
         st.sealed.push_back(Sealed {
             buf: Rc::new(old),
             base: old_base,
             valid,
             segment,
+            mem,
         });
     }
 }
@@ -841,8 +847,7 @@ fn roll<B: Backend>(config: &CommitLogConfig, st: &mut State<B>, seg_end: u64) {
         .expect("next segment created before rolling")
         .clone();
     st.write_pos = seg_end;
-    let mut buf = file.alloc(config.chunk_bytes);
-    buf.as_mut().fill(0);
+    let buf = file.alloc(config.chunk_bytes);
     st.active = Active {
         buf,
         base: seg_end,
@@ -916,7 +921,13 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
         let written = inner.written.get();
         match inner.config.flush {
             FlushMode::Sync { .. } => {
-                let _ = inner.appended.wait_for(written + 1).await;
+                let wait = async {
+                    let _ = inner.appended.wait_for(written + 1).await;
+                };
+                let stop = async {
+                    let _ = inner.shutdown.wait_for(1).await;
+                };
+                futures_lite::future::or(wait, stop).await;
             }
             FlushMode::Async { sync_interval, .. } => {
                 let wait = async {
@@ -927,6 +938,9 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
         }
         if inner.durable.failed().is_some() {
             return;
+        }
+        if inner.closed.get() && inner.durable.get() >= inner.appended.get() {
+            return; // closed and everything durable: release files and cache
         }
         let batch: Vec<Sealed<B::File>> = {
             let mut st = inner.state.borrow_mut();
@@ -953,14 +967,14 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
         {
             let mut st = inner.state.borrow_mut();
             for chunk in batch {
-                st.cache_bytes += chunk.buf.as_ref().as_ref().len();
+                st.cache_bytes += chunk.mem;
                 st.cache.push_back(chunk);
             }
             while st.cache_bytes > inner.config.cache_bytes {
                 let Some(old) = st.cache.pop_front() else {
                     break;
                 };
-                st.cache_bytes -= old.buf.as_ref().as_ref().len();
+                st.cache_bytes -= old.mem;
             }
         }
         let sync_now = match inner.config.flush {

@@ -222,7 +222,7 @@ pub mod dma {
         }
     }
 
-    /// glommio decides once per device whether it supports polled I/O, by reading the
+    /// glommio decides once per device (and thread) whether it supports polled I/O, by reading the
     /// first block of the first file it opens there. When that file is empty the read
     /// succeeds without touching the device, glommio wrongly concludes "pollable", and
     /// every later read on that device fails with EOPNOTSUPP (seen on virtio disks). So
@@ -230,10 +230,13 @@ pub mod dma {
     async fn probe_device(path: &Path) -> io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::MetadataExt;
-        static PROBED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+        // glommio keeps the answer per executor thread, so probe once per thread.
+        thread_local! {
+            static PROBED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let dev = std::fs::metadata(dir)?.dev();
-        if PROBED.lock().map(|p| p.contains(&dev)).unwrap_or(false) {
+        if PROBED.with(|p| p.borrow().contains(&dev)) {
             return Ok(());
         }
         let probe = dir.join(format!(".dma-probe-{}", std::process::id()));
@@ -245,9 +248,7 @@ pub mod dma {
         let opened = glommio::io::DmaFile::open(&probe).await.map_err(err);
         let _ = std::fs::remove_file(&probe);
         opened?.close().await.map_err(err)?;
-        if let Ok(mut p) = PROBED.lock() {
-            p.push(dev);
-        }
+        PROBED.with(|p| p.borrow_mut().push(dev));
         Ok(())
     }
 
