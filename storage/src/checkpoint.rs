@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::StoreError;
+use crate::commitlog::{io_error, StoreError};
 use crate::io::{Backend, BackendFile, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RQCP";
@@ -75,14 +75,6 @@ impl<B: Backend> std::fmt::Debug for CheckpointFile<B> {
             .field("path", &self.path)
             .field("last", &self.last.get())
             .finish()
-    }
-}
-
-fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Io {
-        op,
-        path: path.display().to_string(),
-        message: e.to_string(),
     }
 }
 

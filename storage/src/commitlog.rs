@@ -173,7 +173,7 @@ pub enum StoreError {
     },
 }
 
-fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
+pub(crate) fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io {
         op,
         path: path.display().to_string(),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::StoreError;
+use crate::commitlog::{io_error, StoreError};
 use crate::io::{align_down, align_up, Backend, BackendFile, BLOCK};
 
 pub const ENTRY_BYTES: usize = 20;
@@ -97,14 +97,6 @@ impl<B: Backend> std::fmt::Debug for ConsumeQueue<B> {
             .field("next_index", &st.next_index)
             .field("written_index", &st.written_index)
             .finish()
-    }
-}
-
-fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Io {
-        op,
-        path: path.display().to_string(),
-        message: e.to_string(),
     }
 }
 

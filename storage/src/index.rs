@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::StoreError;
+use crate::commitlog::{io_error, StoreError};
 use crate::io::{align_down, align_up, Backend, BackendFile, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RQIX";
@@ -138,14 +138,6 @@ impl Entry {
 
 fn file_name(first: u64) -> String {
     format!("{first:020}")
-}
-
-fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Io {
-        op,
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
 }
 
 /// The open (unsealed) file.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::checkpoint::CheckpointFile;
 use crate::commitlog::{
-    global_offset, split_offset, Appended, CommitLog, CommitLogConfig, StoreError,
+    global_offset, io_error, split_offset, Appended, CommitLog, CommitLogConfig, StoreError,
 };
 use crate::consumequeue::{ConsumeQueue, CqEntry};
 use crate::index::{IndexConfig, KeyIndex};
@@ -130,14 +130,6 @@ impl<B: Backend> std::fmt::Debug for Shard<B> {
             .field("queues", &self.inner.queues.borrow().len())
             .field("index", &self.inner.index)
             .finish()
-    }
-}
-
-fn io_error(op: &'static str, path: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Io {
-        op,
-        path: path.display().to_string(),
-        message: e.to_string(),
     }
 }
 
