@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::{io_error, StoreError};
+use crate::commitlog::{io_error, write_whole, StoreError};
 use crate::io::{Backend, BackendFile, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RQCP";
@@ -125,18 +125,7 @@ impl<B: Backend> CheckpointFile<B> {
         buf.as_mut().fill(0);
         next.encode(buf.as_mut());
         let slot = (next.sequence % 2) * BLOCK as u64;
-        let n = self
-            .file
-            .write_at(Rc::new(buf), slot)
-            .await
-            .map_err(|e| io_error("write", &self.path, e))?;
-        if n != BLOCK {
-            return Err(StoreError::Io {
-                op: "write",
-                path: self.path.display().to_string(),
-                message: format!("short write {n}"),
-            });
-        }
+        write_whole(&*self.file, buf, slot, &self.path).await?;
         self.file
             .sync()
             .await

@@ -181,8 +181,56 @@ pub(crate) fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> Stor
     }
 }
 
+/// Files named by a 20-digit number (segment base, first queue index, first offset).
+pub(crate) fn numbered_name(n: u64) -> String {
+    format!("{n:020}")
+}
+
 fn segment_name(base: u64) -> String {
-    format!("{base:020}")
+    numbered_name(base)
+}
+
+/// Creates `dir` if needed and returns the numbers of its 20-digit-named files, sorted.
+pub(crate) async fn numbered_files<B: Backend>(
+    backend: &B,
+    dir: &Path,
+) -> Result<Vec<u64>, StoreError> {
+    backend
+        .create_dir_all(dir)
+        .await
+        .map_err(|e| io_error("create", dir, e))?;
+    let mut numbers: Vec<u64> = backend
+        .list_dir(dir)
+        .await
+        .map_err(|e| io_error("list", dir, e))?
+        .iter()
+        .filter(|n| n.len() == 20)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Writes the whole buffer at `pos`; a short write is an error.
+pub(crate) async fn write_whole<F: BackendFile>(
+    file: &F,
+    buf: F::Buf,
+    pos: u64,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let len = buf.as_ref().len();
+    let n = file
+        .write_at(Rc::new(buf), pos)
+        .await
+        .map_err(|e| io_error("write", path, e))?;
+    if n != len {
+        return Err(StoreError::Io {
+            op: "write",
+            path: path.display().to_string(),
+            message: format!("short write: {n} of {len} bytes at {pos}"),
+        });
+    }
+    Ok(())
 }
 
 struct Active<F: BackendFile> {
@@ -299,20 +347,7 @@ impl<B: Backend> CommitLog<B> {
     ) -> Result<Self, StoreError> {
         config.validate()?;
         let dir = config.dir.clone();
-        backend
-            .create_dir_all(&dir)
-            .await
-            .map_err(|e| io_error("create", &dir, e))?;
-        let names = backend
-            .list_dir(&dir)
-            .await
-            .map_err(|e| io_error("list", &dir, e))?;
-        let mut bases: Vec<u64> = names
-            .iter()
-            .filter(|n| n.len() == 20)
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        bases.sort_unstable();
+        let bases = numbered_files(&backend, &dir).await?;
         let mut segments = BTreeMap::new();
         for base in &bases {
             assert!(

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::{io_error, StoreError};
+use crate::commitlog::{io_error, numbered_files, write_whole, StoreError};
 use crate::io::{align_down, align_up, Backend, BackendFile, BLOCK};
 
 pub const ENTRY_BYTES: usize = 20;
@@ -58,9 +58,7 @@ impl CqEntry {
     }
 }
 
-fn file_name(first_index: u64) -> String {
-    format!("{first_index:020}")
-}
+use crate::commitlog::numbered_name as file_name;
 
 /// Entries of one file not yet written, from a block-aligned byte position.
 struct Tail {
@@ -104,20 +102,7 @@ impl<B: Backend + Clone> ConsumeQueue<B> {
     /// Opens a queue directory (creating it), finds its last entry, and drops entries
     /// that point at or past `log_end` (records lost with a torn commit-log tail).
     pub async fn open(backend: B, dir: PathBuf, log_end: i64) -> Result<Self, StoreError> {
-        backend
-            .create_dir_all(&dir)
-            .await
-            .map_err(|e| io_error("create", &dir, e))?;
-        let names = backend
-            .list_dir(&dir)
-            .await
-            .map_err(|e| io_error("list", &dir, e))?;
-        let mut firsts: Vec<u64> = names
-            .iter()
-            .filter(|n| n.len() == 20)
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        firsts.sort_unstable();
+        let firsts = numbered_files(&backend, &dir).await?;
         let mut files = BTreeMap::new();
         for first in &firsts {
             let path = dir.join(file_name(*first));
@@ -286,19 +271,8 @@ impl<B: Backend + Clone> ConsumeQueue<B> {
             let mut buf = file.alloc(align_up(bytes.len() as u64) as usize);
             buf.as_mut().fill(0);
             buf.as_mut()[..bytes.len()].copy_from_slice(bytes);
-            let len = buf.as_ref().len();
             let path = self.dir.join(file_name(*first));
-            let n = file
-                .write_at(Rc::new(buf), *pos)
-                .await
-                .map_err(|e| io_error("write", &path, e))?;
-            if n != len {
-                return Err(StoreError::Io {
-                    op: "write",
-                    path: path.display().to_string(),
-                    message: format!("short write {n} of {len}"),
-                });
-            }
+            write_whole(&*file, buf, *pos, &path).await?;
             file.sync().await.map_err(|e| io_error("sync", &path, e))?;
         }
         let mut st = self.state.borrow_mut();

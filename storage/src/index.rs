@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::commitlog::{io_error, StoreError};
+use crate::commitlog::{io_error, numbered_files, write_whole, StoreError};
 use crate::io::{align_down, align_up, Backend, BackendFile, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RQIX";
@@ -136,9 +136,7 @@ impl Entry {
     }
 }
 
-fn file_name(first: u64) -> String {
-    format!("{first:020}")
-}
+use crate::commitlog::numbered_name as file_name;
 
 /// The open (unsealed) file.
 struct Open<F: BackendFile> {
@@ -195,19 +193,7 @@ impl<B: Backend> KeyIndex<B> {
             config.slots > 0 && config.entries > 0,
             "index sizes must be positive"
         );
-        backend
-            .create_dir_all(&dir)
-            .await
-            .map_err(|e| io_error("create", &dir, e))?;
-        let mut names: Vec<u64> = backend
-            .list_dir(&dir)
-            .await
-            .map_err(|e| io_error("list", &dir, e))?
-            .iter()
-            .filter(|n| n.len() == 20)
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        names.sort_unstable();
+        let names = numbered_files(&backend, &dir).await?;
         let mut sealed = Vec::new();
         let mut open = None;
         let mut end_offset = 0i64;
@@ -367,7 +353,7 @@ impl<B: Backend> KeyIndex<B> {
             let mut buf = file.alloc(align_up(tail.len() as u64) as usize);
             buf.as_mut().fill(0);
             buf.as_mut()[..tail.len()].copy_from_slice(&tail);
-            write_all(&*file, buf, config_entries_pos(&header) + tail_pos, &path).await?;
+            write_whole(&*file, buf, config_entries_pos(&header) + tail_pos, &path).await?;
         }
         write_header(&*file, &header, &path).await?;
         file.sync().await.map_err(|e| io_error("sync", &path, e))?;
@@ -396,7 +382,7 @@ impl<B: Backend> KeyIndex<B> {
         for (i, s) in open.slots.iter().enumerate() {
             buf.as_mut()[i * 4..i * 4 + 4].copy_from_slice(&s.to_be_bytes());
         }
-        write_all(&*open.file, buf, BLOCK as u64, &path).await?;
+        write_whole(&*open.file, buf, BLOCK as u64, &path).await?;
         let header = Header {
             sealed: true,
             ..open.header
@@ -587,27 +573,6 @@ fn config_entries_pos(h: &Header) -> u64 {
     .entries_pos()
 }
 
-async fn write_all<F: BackendFile>(
-    file: &F,
-    buf: F::Buf,
-    pos: u64,
-    path: &std::path::Path,
-) -> Result<(), StoreError> {
-    let len = buf.as_ref().len();
-    let n = file
-        .write_at(Rc::new(buf), pos)
-        .await
-        .map_err(|e| io_error("write", path, e))?;
-    if n != len {
-        return Err(StoreError::Io {
-            op: "write",
-            path: path.display().to_string(),
-            message: format!("short write {n} of {len}"),
-        });
-    }
-    Ok(())
-}
-
 async fn write_header<F: BackendFile>(
     file: &F,
     header: &Header,
@@ -616,7 +581,7 @@ async fn write_header<F: BackendFile>(
     let mut buf = file.alloc(BLOCK);
     buf.as_mut().fill(0);
     header.encode(buf.as_mut());
-    write_all(file, buf, 0, path).await
+    write_whole(file, buf, 0, path).await
 }
 
 #[cfg(test)]

@@ -13,13 +13,8 @@ use storage::commitlog::{
 use storage::io::mem::{CrashMode, FaultPlan, MemBackend};
 use storage::io::Backend;
 
-fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(move || async move { f().await })
-        .expect("executor")
-        .join()
-        .expect("test body");
-}
+mod common;
+use common::run;
 
 fn config(flush: FlushMode) -> CommitLogConfig {
     CommitLogConfig {

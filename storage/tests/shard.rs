@@ -12,13 +12,8 @@ use storage::io::mem::{CrashMode, MemBackend};
 use storage::shard::RetentionConfig;
 use storage::{CommitLogConfig, FlushMode, Shard, ShardConfig, StoreError};
 
-fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(move || async move { f().await })
-        .expect("executor")
-        .join()
-        .expect("test body");
-}
+mod common;
+use common::run;
 
 fn config(checkpoint_ms: u64) -> ShardConfig {
     ShardConfig {
