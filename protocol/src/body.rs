@@ -253,6 +253,90 @@ pub struct GetBrokerMemberGroupResponseBody {
     pub broker_member_group: BrokerMemberGroup,
 }
 
+/// `SubscriptionGroupConfig`: a consumer group's settings on one broker, as RocketMQ 5
+/// writes them in `subscriptionGroup.json` and UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
+/// bodies. Missing fields take Java's field initializers; unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    pub group_name: String,
+    pub consume_enable: bool,
+    pub consume_from_min_enable: bool,
+    pub consume_broadcast_enable: bool,
+    pub consume_message_orderly: bool,
+    /// Queues of the group's `%RETRY%` topic.
+    pub retry_queue_nums: i32,
+    /// Deliveries before a message goes to the group's `%DLQ%` topic.
+    pub retry_max_times: i32,
+    /// `GroupRetryPolicy` (`{"type":"CUSTOMIZED"}` by default), carried through
+    /// opaquely; `None` when the peer wrote null.
+    pub group_retry_policy: Option<serde_json::Value>,
+    pub broker_id: i64,
+    pub which_broker_when_consume_slowly: i64,
+    pub notify_consumer_ids_changed_enable: bool,
+    pub group_sys_flag: i32,
+    /// Push consumers only.
+    pub consume_timeout_minute: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_data_set: Option<Vec<SimpleSubscriptionData>>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Default for SubscriptionGroupConfig {
+    /// Java's field initializers.
+    fn default() -> Self {
+        Self {
+            group_name: String::new(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            consume_message_orderly: false,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            group_retry_policy: Some(serde_json::json!({ "type": "CUSTOMIZED" })),
+            broker_id: MASTER_ID,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            group_sys_flag: 0,
+            consume_timeout_minute: 15,
+            subscription_data_set: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+impl SubscriptionGroupConfig {
+    /// Java's defaults for a named group.
+    pub fn named(group_name: impl Into<String>) -> Self {
+        Self {
+            group_name: group_name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// `SimpleSubscriptionData`: a subscription recorded in a group's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SimpleSubscriptionData {
+    pub topic: String,
+    /// `TAG` or `SQL92`.
+    pub expression_type: String,
+    pub expression: String,
+    pub version: i64,
+}
+
+/// `SubscriptionGroupWrapper`: GET_ALL_SUBSCRIPTIONGROUP_CONFIG's answer, and the shape
+/// of `subscriptionGroup.json` (whose `SubscriptionGroupManager` has the same fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupWrapper {
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+    /// Per group, per topic: bits of forbidden operations.
+    pub forbidden_table: BTreeMap<String, BTreeMap<String, i32>>,
+    pub data_version: DataVersion,
+}
+
 /// Properties text (`key=value` lines) as Java's `MixAll.properties2String` writes it
 /// and `string2Properties` reads it; used by GET/UPDATE_*_CONFIG bodies.
 pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
@@ -365,6 +449,41 @@ mod tests {
                 proptest::prop_assert_eq!(&from_slice::<TopicRouteData>(&bytes).unwrap(), &route);
             }
         }
+    }
+
+    #[test]
+    fn subscription_group_config_as_rocketmq_5_writes_it() {
+        // As fastjson writes a default group (fields sorted, groupRetryPolicy present).
+        let text = r#"{"attributes":{},"brokerId":0,"consumeBroadcastEnable":true,"consumeEnable":true,"consumeFromMinEnable":true,"consumeMessageOrderly":false,"consumeTimeoutMinute":15,"groupName":"G","groupRetryPolicy":{"type":"CUSTOMIZED"},"groupSysFlag":0,"notifyConsumerIdsChangedEnable":true,"retryMaxTimes":16,"retryQueueNums":1,"whichBrokerWhenConsumeSlowly":1}"#;
+        let config: SubscriptionGroupConfig = from_slice(text.as_bytes()).unwrap();
+        assert_eq!(config, SubscriptionGroupConfig::named("G"));
+        let ours: serde_json::Value =
+            serde_json::from_slice(&to_vec(&config, JsonStyle::Standard, &[])).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(ours, theirs);
+        // Older brokers (4.x) wrote fewer fields; newer ones may write more.
+        let old: SubscriptionGroupConfig = from_slice(
+            br#"{"groupName":"H","consumeEnable":false,"retryMaxTimes":3,"futureField":{"x":1},"subscriptionDataSet":[{"topic":"T","expressionType":"TAG","expression":"*","version":5}]}"#,
+        )
+        .unwrap();
+        assert!(!old.consume_enable);
+        assert_eq!(old.retry_max_times, 3);
+        assert_eq!(old.retry_queue_nums, 1);
+        assert_eq!(old.consume_timeout_minute, 15);
+        assert_eq!(
+            old.subscription_data_set.as_ref().unwrap()[0].expression,
+            "*"
+        );
+        let wrapper: SubscriptionGroupWrapper = from_slice(
+            br#"{"dataVersion":{"counter":3,"stateVersion":0,"timestamp":1},"forbiddenTable":{"G":{"T":1}},"subscriptionGroupTable":{"G":{"groupName":"G"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(wrapper.data_version.counter, 3);
+        assert_eq!(wrapper.forbidden_table["G"]["T"], 1);
+        assert_eq!(
+            wrapper.subscription_group_table["G"],
+            SubscriptionGroupConfig::named("G")
+        );
     }
 
     #[test]

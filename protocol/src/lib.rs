@@ -22,4 +22,4 @@ pub mod message;
 
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
 pub use ext::{ExtFields, HeaderError};
-pub use frame::{FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use frame::{EncodeError, FrameDecoder, FrameError, DEFAULT_MAX_FRAME_BYTES};

@@ -1,0 +1,397 @@
+//! Topics, subscription groups, offsets by queue and time, message lookup, runtime
+//! information: what producers, consumers and `mqadmin` ask besides send and pull.
+
+use bytes::BytesMut;
+use protocol::body::{KvTable, TopicConfig};
+use protocol::code::response;
+use protocol::header::OffsetResponseHeader;
+use protocol::header::{
+    CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, GetBrokerConfigResponseHeader,
+    GetMaxOffsetRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    QueueRequestHeader, SearchOffsetRequestHeader, TimestampResponseHeader, TopicRequestHeader,
+    ViewMessageRequestHeader,
+};
+use protocol::json::{self, JsonStyle};
+use protocol::RemotingCommand;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use crate::shard::ShardCtx;
+
+pub fn create_topic(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: CreateTopicRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    if let Err(e) = h.check() {
+        return super::bad_header(req, e);
+    }
+    if let Err(remark) = ctx.broker.meta.topics.check_create(&h.topic) {
+        return req.error_response(response::SYSTEM_ERROR, remark);
+    }
+    if h.read_queue_nums <= 0
+        || h.write_queue_nums <= 0
+        || h.read_queue_nums > 1024
+        || h.write_queue_nums > 1024
+    {
+        return req.error_response(
+            response::SYSTEM_ERROR,
+            format!(
+                "queue numbers must be within 1..=1024, got read {} write {}",
+                h.read_queue_nums, h.write_queue_nums
+            ),
+        );
+    }
+    let attributes = h
+        .attributes
+        .as_deref()
+        .map(parse_attributes)
+        .unwrap_or_default();
+    let config = TopicConfig {
+        topic_name: h.topic.clone(),
+        read_queue_nums: h.read_queue_nums,
+        write_queue_nums: h.write_queue_nums,
+        perm: h.perm,
+        topic_filter_type: h.topic_filter_type.clone(),
+        topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
+        order: h.order,
+        attributes,
+    };
+    if ctx.broker.meta.topics.get(&h.topic).as_ref() == Some(&config) {
+        return req.response(response::SUCCESS);
+    }
+    match ctx.broker.meta.topics.put(config) {
+        Ok(()) => {
+            tracing::info!(topic = %h.topic, read = h.read_queue_nums, write = h.write_queue_nums, perm = h.perm, "topic created or updated");
+            ctx.broker.topics_changed();
+            req.response(response::SUCCESS)
+        }
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+/// `+key=value,+key2=value2` (RocketMQ's attribute syntax; the sign says add or delete).
+fn parse_attributes(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|kv| {
+            let kv = kv.trim().trim_start_matches('+');
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+pub fn delete_topic(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: TopicRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    if crate::meta::topics::is_system_topic(&h.topic) {
+        return req.error_response(
+            response::SYSTEM_ERROR,
+            format!("The topic[{}] is conflict with system topic.", h.topic),
+        );
+    }
+    match ctx.broker.meta.topics.delete(&h.topic) {
+        Ok(_) => {
+            ctx.broker.meta.offsets.remove_topic(&h.topic);
+            ctx.broker.topics_changed();
+            req.response(response::SUCCESS)
+        }
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+pub fn all_topic_config(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let wrapper = ctx.broker.meta.topics.serialize_wrapper();
+    req.response(response::SUCCESS)
+        .with_body(json::to_vec(&wrapper, JsonStyle::Standard, &[]))
+}
+
+fn queue_header(req: &RemotingCommand) -> Result<(String, i32), RemotingCommand> {
+    match req.header::<QueueRequestHeader>() {
+        Ok(h) => Ok((h.topic, h.queue_id)),
+        Err(e) => Err(super::bad_header(req, e)),
+    }
+}
+
+pub fn max_offset(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: GetMaxOffsetRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let offset = ctx.store.max_queue_offset(&h.topic, h.queue_id) as i64;
+    req.response(response::SUCCESS)
+        .with_header(&OffsetResponseHeader { offset })
+}
+
+pub fn min_offset(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let (topic, queue_id) = match queue_header(req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let offset = ctx.store.min_queue_offset(&topic, queue_id) as i64;
+    req.response(response::SUCCESS)
+        .with_header(&OffsetResponseHeader { offset })
+}
+
+pub async fn search_offset(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: SearchOffsetRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    match ctx
+        .store
+        .search_offset_by_time(&h.topic, h.queue_id, h.timestamp)
+        .await
+    {
+        Ok(offset) => req
+            .response(response::SUCCESS)
+            .with_header(&OffsetResponseHeader {
+                offset: offset as i64,
+            }),
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+pub async fn earliest_time(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let (topic, queue_id) = match queue_header(req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match ctx.store.earliest_store_time(&topic, queue_id).await {
+        Ok(t) => req
+            .response(response::SUCCESS)
+            .with_header(&TimestampResponseHeader {
+                timestamp: t.unwrap_or(-1),
+            }),
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+/// QUERY_MESSAGE: asks every shard's index, newest first, up to `maxNum`.
+pub async fn query_message(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: QueryMessageRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    // RocketMQ caps the answer at defaultQueryMaxNum (32).
+    let max = h.max_num.clamp(1, 64) as usize;
+    let unique = h.unique_key_query == Some(true);
+    let max = if unique { 1.max(max.min(32)) } else { max };
+    let (topic, key) = (h.topic.clone(), h.key.clone());
+    let (begin, end) = (h.begin_timestamp, h.end_timestamp);
+    let found: Vec<Vec<(i64, bytes::Bytes)>> = ctx
+        .on_all(move |shard: Rc<ShardCtx>| {
+            let (topic, key) = (topic.clone(), key.clone());
+            Box::pin(async move {
+                match shard
+                    .store
+                    .query_by_key(&topic, &key, max, begin, end)
+                    .await
+                {
+                    Ok(records) => records
+                        .into_iter()
+                        .map(|r| {
+                            let bytes = bytes::Bytes::copy_from_slice(&r);
+                            let ts = store_timestamp(&bytes);
+                            (ts, bytes)
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "index query failed");
+                        Vec::new()
+                    }
+                }
+            })
+        })
+        .await;
+    let mut all: Vec<(i64, bytes::Bytes)> = found.into_iter().flatten().collect();
+    all.sort_by_key(|r| std::cmp::Reverse(r.0));
+    all.truncate(max);
+    if all.is_empty() {
+        return req.error_response(
+            response::QUERY_NOT_FOUND,
+            "can not find message, maybe time range not correct",
+        );
+    }
+    let mut body = BytesMut::new();
+    for (_, r) in &all {
+        body.extend_from_slice(r);
+    }
+    let last = all.first().map_or(0, |(ts, _)| *ts);
+    req.response(response::SUCCESS)
+        .with_header(&QueryMessageResponseHeader {
+            index_last_update_timestamp: last,
+            index_last_update_phyoffset: 0,
+        })
+        .with_body(body.freeze())
+}
+
+fn store_timestamp(record: &[u8]) -> i64 {
+    let flag = record
+        .get(protocol::message::record::POS_SYS_FLAG..protocol::message::record::POS_SYS_FLAG + 4)
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let at = protocol::message::record::pos_store_timestamp(flag);
+    record
+        .get(at..at + 8)
+        .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+/// VIEW_MESSAGE_BY_ID: runs on the shard the offset names.
+pub async fn view_message(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: ViewMessageRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let not_found = || {
+        req.error_response(
+            response::SYSTEM_ERROR,
+            format!("can not find message by the offset, {}", h.offset),
+        )
+    };
+    let (shard, _) = storage::commitlog::split_offset(h.offset);
+    if shard as usize != ctx.id {
+        return not_found();
+    }
+    let log = ctx.store.log();
+    let Ok(head) = log.read(h.offset, 4).await else {
+        return not_found();
+    };
+    let size = i32::from_be_bytes(head[..4].try_into().unwrap_or([0; 4]));
+    if size <= 0 || size as usize > ctx.broker.config.max_message_size + 64 * 1024 {
+        return not_found();
+    }
+    let Ok(record) = log.read(h.offset, size as usize).await else {
+        return not_found();
+    };
+    let bytes = bytes::Bytes::copy_from_slice(&record[..]);
+    if protocol::message::record::decode_record(&bytes, 0, false).is_err() {
+        return not_found();
+    }
+    req.response(response::SUCCESS).with_body(bytes)
+}
+
+pub async fn runtime_info(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let broker = &ctx.broker;
+    let offsets: Vec<(i64, i64)> = ctx
+        .on_all(|shard: Rc<ShardCtx>| {
+            Box::pin(async move {
+                (
+                    shard.store.log().min_offset(),
+                    shard.store.log().max_offset(),
+                )
+            })
+        })
+        .await;
+    let stats = &broker.stats;
+    let (producers, consumers) = broker.clients.counts();
+    let mut table = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        table.insert(k.to_owned(), v);
+    };
+    put("brokerVersionDesc", "V5_3_3".into());
+    put(
+        "brokerVersion",
+        protocol::command::SERVER_VERSION.to_string(),
+    );
+    put("bootTimestamp", broker.boot_ms.to_string());
+    put(
+        "runtime",
+        format!("[ {} seconds ]", broker.started.elapsed().as_secs()),
+    );
+    put(
+        "msgPutTotalTodayNow",
+        stats.put_msgs.load(Ordering::Relaxed).to_string(),
+    );
+    put(
+        "msgGetTotalTodayNow",
+        stats.get_msgs.load(Ordering::Relaxed).to_string(),
+    );
+    put("msgPutTotalTodayMorning", "0".into());
+    put("msgGetTotalTodayMorning", "0".into());
+    put("msgPutTotalYesterdayMorning", "0".into());
+    put("msgGetTotalYesterdayMorning", "0".into());
+    put(
+        "putBytesTotal",
+        stats.put_bytes.load(Ordering::Relaxed).to_string(),
+    );
+    put(
+        "getBytesTotal",
+        stats.get_bytes.load(Ordering::Relaxed).to_string(),
+    );
+    put("shards", ctx.shards().to_string());
+    put(
+        "commitLogMinOffset",
+        offsets.iter().map(|o| o.0).min().unwrap_or(0).to_string(),
+    );
+    put(
+        "commitLogMaxOffset",
+        offsets.iter().map(|o| o.1).max().unwrap_or(0).to_string(),
+    );
+    put("producerCount", producers.to_string());
+    put("consumerCount", consumers.to_string());
+    put(
+        "connections",
+        stats.connections.load(Ordering::Relaxed).to_string(),
+    );
+    put("brokerActive", "true".into());
+    let body = KvTable { table };
+    req.response(response::SUCCESS)
+        .with_body(json::to_vec(&body, JsonStyle::Standard, &[]))
+}
+
+pub fn broker_config(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let props = ctx.broker.config.to_properties();
+    let text = protocol::body::format_properties(&props);
+    let version = ctx.broker.meta.topics.data_version();
+    let version = serde_json::to_string(&version).unwrap_or_default();
+    req.response(response::SUCCESS)
+        .with_header(&GetBrokerConfigResponseHeader { version })
+        .with_body(text.into_bytes())
+}
+
+pub fn create_group(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let config: protocol::body::SubscriptionGroupConfig = match json::from_slice(&req.body) {
+        Ok(c) => c,
+        Err(e) => return req.error_response(response::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    if config.group_name.is_empty() {
+        return req.error_response(response::SYSTEM_ERROR, "groupName is empty");
+    }
+    match ctx.broker.meta.groups.put(config) {
+        Ok(()) => req.response(response::SUCCESS),
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+pub fn delete_group(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: DeleteSubscriptionGroupRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    match ctx.broker.meta.groups.delete(&h.group_name) {
+        Ok(_) => {
+            if h.clean_offset {
+                ctx.broker.meta.offsets.remove_group(&h.group_name);
+            }
+            req.response(response::SUCCESS)
+        }
+        Err(e) => req.error_response(response::SYSTEM_ERROR, e.to_string()),
+    }
+}
+
+pub fn all_groups(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let groups = ctx.broker.meta.groups.all();
+    let table: BTreeMap<String, protocol::body::SubscriptionGroupConfig> = groups
+        .into_iter()
+        .map(|g| (g.group_name.clone(), g))
+        .collect();
+    let body = serde_json::json!({
+        "subscriptionGroupTable": table,
+        "dataVersion": ctx.broker.meta.groups.data_version(),
+    });
+    req.response(response::SUCCESS)
+        .with_body(body.to_string().into_bytes())
+}
