@@ -193,13 +193,8 @@ pub fn run(
         let broker = broker.clone();
         let ready_tx = ready_tx.clone();
         let register_rx = (id == 0).then(|| register_rx.clone());
-        let spin = std::env::var("BROKER_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0u64);
         let handle = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
-            .spin_before_park(Duration::from_micros(spin))
             .spawn(move || async move {
                 crate::server::shard_main(id, broker, rx, ready_tx, stop_rx, register_rx).await
             })

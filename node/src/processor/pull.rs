@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::config::FlushKind;
 use crate::server::Origin;
 use crate::shard::ShardCtx;
 
@@ -215,6 +216,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
     let deadline = Instant::now() + wait;
     let offset = h.queue_offset.max(0) as u64;
     loop {
+        let generation = ctx.arrivals.generation();
         let got = match get_messages(
             ctx, &h.topic, h.queue_id, offset, max_msgs, max_bytes, &filter,
         )
@@ -238,8 +240,8 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
             && !broker.shutting_down.load(Ordering::Relaxed)
         {
             // Park until something arrives on the queue or the poll times out; appends
-            // on this shard wake us.
-            if ctx.store.max_queue_offset(&h.topic, h.queue_id) <= offset {
+            // on this shard wake us. An arrival while reading means: look again now.
+            if ctx.arrivals.generation() == generation {
                 futures_lite::future::or(
                     arrival(ctx, &h.topic, h.queue_id),
                     glommio::timer::sleep(deadline - now),
@@ -343,9 +345,16 @@ async fn get_messages(
     let mut next = offset;
     let mut selected = Vec::with_capacity(max_msgs.min(entries.len()));
     let mut bytes = 0usize;
+    // Under sync flush a consumer sees only durable records: one it consumed can then
+    // never vanish in a crash (and its offset never point past the recovered queue).
+    let durable = match ctx.broker.config.flush {
+        FlushKind::Sync => store.log().durable_pos(),
+        FlushKind::Async => u64::MAX,
+    };
     for entry in &entries {
         if selected.len() >= max_msgs
             || (!selected.is_empty() && bytes + entry.size as usize > max_bytes)
+            || storage::commitlog::split_offset(entry.offset).1 + entry.size as u64 > durable
         {
             break;
         }
@@ -385,6 +394,11 @@ async fn get_messages(
         i = j;
     }
     got.next_begin = next;
+    if next == offset {
+        // The first record is not durable yet: as if at the end of the queue.
+        got.status = Status::OffsetOverflowOne;
+        return Ok(got);
+    }
     got.status = if got.count > 0 {
         Status::Found
     } else {

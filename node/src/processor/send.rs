@@ -217,7 +217,19 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         Ok(a) => a,
         Err(e) => return store_error(req, &ctx.broker.advertised, e, illegal),
     };
-    ctx.arrivals.notify(&header.topic, header.queue_id);
+    let sync_flush = config.flush == crate::config::FlushKind::Sync;
+    if !sync_flush {
+        ctx.arrivals.notify(&header.topic, header.queue_id);
+    } else if !wait_store {
+        // Consumers see it once durable (see pull); nobody waits here, so a task does.
+        let (c, topic, queue_id) = (ctx.clone(), header.topic.clone(), header.queue_id);
+        glommio::spawn_local(async move {
+            if c.store.wait_acked(&appended).await.is_ok() {
+                c.arrivals.notify(&topic, queue_id);
+            }
+        })
+        .detach();
+    }
     let stats = &broker.stats;
     stats
         .put_msgs
@@ -229,7 +241,11 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     let mut code = response::SUCCESS;
     let mut remark = None;
     if wait_store {
-        if let Err(e) = ctx.store.wait_acked(&appended).await {
+        let acked = ctx.store.wait_acked(&appended).await;
+        if sync_flush && acked.is_ok() {
+            ctx.arrivals.notify(&header.topic, header.queue_id);
+        }
+        if let Err(e) = acked {
             match e {
                 StoreError::FlushTimeout { .. } => {
                     code = response::FLUSH_DISK_TIMEOUT;

@@ -414,13 +414,8 @@ fn main() {
                 group, pull_batch, ..
             } => (false, 0, 0, 0, group.clone(), *pull_batch),
         };
-        let spin = std::env::var("BENCH_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0u64);
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name(&format!("bench-{t}"))
-            .spin_before_park(Duration::from_micros(spin))
             .spawn(move || async move {
                 let hist = Rc::new(RefCell::new(
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
