@@ -253,6 +253,18 @@ struct Sealed<F: BackendFile> {
     mem: usize,
 }
 
+impl<F: BackendFile> Clone for Sealed<F> {
+    fn clone(&self) -> Self {
+        Self {
+            buf: self.buf.clone(),
+            base: self.base,
+            valid: self.valid,
+            segment: self.segment,
+            mem: self.mem,
+        }
+    }
+}
+
 impl<F: BackendFile> Sealed<F> {
     fn end(&self) -> u64 {
         self.base + self.valid as u64
@@ -984,7 +996,8 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
             if st.active.base + st.active.filled as u64 > covered {
                 seal_and_restart(&inner.config, st, SealKind::Flush, 0);
             }
-            st.sealed.drain(..).collect()
+            // They stay in `sealed` while written: readers must find them somewhere.
+            st.sealed.iter().cloned().collect()
         };
         if let Err(e) = write_batch(&inner, &batch).await {
             poison(&inner, e);
@@ -1001,7 +1014,9 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
         inner.written.advance(end);
         {
             let mut st = inner.state.borrow_mut();
-            for chunk in batch {
+            for _ in 0..batch.len() {
+                // Chunks sealed meanwhile are behind these.
+                let chunk = st.sealed.pop_front().expect("written chunk still sealed");
                 st.cache_bytes += chunk.mem;
                 st.cache.push_back(chunk);
             }

@@ -139,7 +139,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
     }
     if h.queue_id < 0 || h.queue_id >= topic.read_queue_nums {
         return req.error_response(
-            response::SYSTEM_ERROR,
+            response::INVALID_PARAMETER,
             format!(
                 "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
                 h.queue_id, h.topic, topic.read_queue_nums, _origin.peer

@@ -92,7 +92,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     }
     if header.queue_id >= valid_queues {
         return req.error_response(
-            response::SYSTEM_ERROR,
+            response::INVALID_PARAMETER,
             format!(
                 "request queueId[{}] is illegal, {:?} Producer: {}",
                 header.queue_id, topic_config, origin.peer
