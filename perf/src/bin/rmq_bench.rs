@@ -75,6 +75,12 @@ enum Mode {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// The reference: round trips of 40 bytes over localhost TCP between two blocking
+    /// threads (the machine's floor for a request/response).
+    Echo {
+        #[arg(long, default_value_t = 5000)]
+        round_trips: usize,
+    },
     /// Pull every queue from the first offset.
     Consume {
         #[command(flatten)]
@@ -370,11 +376,59 @@ async fn consume_queue(
     }
 }
 
+fn echo(round_trips: usize) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 64];
+        loop {
+            let n = s.read(&mut b)?;
+            if n == 0 {
+                return Ok(());
+            }
+            s.write_all(&b[..n])?;
+        }
+    });
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut b = [0u8; 64];
+    for _ in 0..round_trips {
+        let t = Instant::now();
+        s.write_all(&[1u8; 40])?;
+        let mut got = 0;
+        while got < 40 {
+            got += s.read(&mut b)?;
+        }
+        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+    }
+    let summary = serde_json::json!({
+        "mode": "echo",
+        "round_trips": round_trips,
+        "latency_us": {
+            "p50": hist.value_at_quantile(0.5),
+            "p99": hist.value_at_quantile(0.99),
+            "max": hist.max(),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     let (common, producing) = match &args.mode {
         Mode::Produce { common, .. } => (common.clone(), true),
         Mode::Consume { common, .. } => (common.clone(), false),
+        Mode::Echo { round_trips } => {
+            if let Err(e) = echo(*round_trips) {
+                eprintln!("rmq_bench echo: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
     };
     let (addr, queues) = match route(&common.namesrv, &common.topic) {
         Ok(r) => r,
@@ -413,6 +467,7 @@ fn main() {
             Mode::Consume {
                 group, pull_batch, ..
             } => (false, 0, 0, 0, group.clone(), *pull_batch),
+            Mode::Echo { .. } => unreachable!("handled above"),
         };
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name(&format!("bench-{t}"))
