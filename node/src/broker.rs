@@ -38,6 +38,8 @@ pub struct Broker {
     pub boot_ms: i64,
     pub started: Instant,
     pub stats: Stats,
+    /// Delay of each level (index 0 is level 1).
+    pub delay_levels: Vec<Duration>,
     /// Asks the registrar to register again now (topic configuration changed).
     pub register_now: flume::Sender<()>,
     pub shutting_down: AtomicBool,
@@ -172,6 +174,8 @@ pub fn run(
         boot_ms: wall_ms(),
         started: Instant::now(),
         stats: Stats::default(),
+        delay_levels: crate::config::parse_delay_levels(&config.message_delay_level)
+            .map_err(|e| StartError::Config(format!("message_delay_level: {e}")))?,
         register_now: register_tx,
         shutting_down: AtomicBool::new(false),
     });

@@ -173,6 +173,11 @@ pub struct BrokerConfig {
     /// A producer or consumer without a heartbeat for this long is dropped from its
     /// group (and consumers rebalance). RocketMQ `channelExpiredTimeout` = 120 000 ms.
     pub client_channel_expired_ms: u64,
+    /// Delay levels 1..=N for the `DELAY` property and consumer retries (level 3 + the
+    /// number of retries), space-separated durations with unit s, m, h or d. RocketMQ
+    /// `messageDelayLevel` = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h
+    /// 2h". A level above the last is clamped to it.
+    pub message_delay_level: String,
 }
 
 impl Default for BrokerConfig {
@@ -220,6 +225,7 @@ impl Default for BrokerConfig {
             register_timeout_ms: 6_000,
             consumer_offset_persist_interval_ms: 5_000,
             client_channel_expired_ms: 120_000,
+            message_delay_level: DEFAULT_DELAY_LEVELS.to_owned(),
         }
     }
 }
@@ -268,7 +274,37 @@ pub const KEYS: &[&str] = &[
     "register_timeout_ms",
     "consumer_offset_persist_interval_ms",
     "client_channel_expired_ms",
+    "message_delay_level",
 ];
+
+/// RocketMQ's `messageDelayLevel`.
+pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// Parses a `messageDelayLevel` string into one duration per level (level 1 first).
+pub fn parse_delay_levels(text: &str) -> Result<Vec<std::time::Duration>, String> {
+    let levels = text
+        .split_whitespace()
+        .map(|tok| {
+            let split = tok.len().saturating_sub(1);
+            let (num, unit) = tok.split_at(split);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("{tok:?} is not a number followed by s, m, h or d"))?;
+            let secs = match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                "d" => n * 86_400,
+                _ => return Err(format!("{tok:?} has no unit (s, m, h or d)")),
+            };
+            Ok(std::time::Duration::from_secs(secs))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if levels.is_empty() || levels.len() > 64 {
+        return Err("needs 1 to 64 levels".into());
+    }
+    Ok(levels)
+}
 
 /// Most shards a broker runs (shard ids are one byte of every offset; this bound keeps
 /// per-shard memory sane).
@@ -456,6 +492,13 @@ impl BrokerConfig {
                     "must be an http:// URL",
                 ));
             }
+        }
+        if let Err(reason) = parse_delay_levels(&self.message_delay_level) {
+            return Err(invalid(
+                "message_delay_level",
+                &self.message_delay_level,
+                reason,
+            ));
         }
         if self.store_dir.as_os_str().is_empty() {
             return Err(invalid("store_dir", "\"\"", "must not be empty"));
@@ -743,6 +786,7 @@ impl BrokerConfig {
                      client connections use serverChannelMaxIdleTimeSeconds"
                 )),
                 "channelExpiredTimeout" => next.client_channel_expired_ms = number(v)?,
+                "messageDelayLevel" => next.message_delay_level = v.to_owned(),
                 "brokerRole" => match v {
                     "ASYNC_MASTER" | "SYNC_MASTER" => {}
                     "SLAVE" => {

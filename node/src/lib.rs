@@ -17,6 +17,7 @@ pub mod meta;
 pub mod processor;
 pub mod register;
 pub mod remote;
+pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod tasks;

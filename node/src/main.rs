@@ -89,6 +89,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic is a broken invariant: a shard that died would leave a process that
+    // accepts connections and never answers them. End the whole process instead, so a
+    // supervisor restarts it (recovery handles the rest) and clients fail over.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("broker: a thread panicked; aborting the process");
+        std::process::abort();
+    }));
     let args = Args::parse();
     let config = match load(&args) {
         Ok(c) => c,

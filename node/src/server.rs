@@ -59,6 +59,7 @@ pub async fn shard_main(
         crate::tasks::start_shard0(ctx.clone(), register_rx);
     }
     crate::tasks::start_every_shard(ctx.clone());
+    crate::schedule::start(&ctx);
 
     let accept = accept_loop(ctx.clone(), listener);
     let stopped = futures_lite::future::or(

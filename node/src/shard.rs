@@ -190,6 +190,28 @@ impl ShardCtx {
         }
     }
 
+    /// Runs `f` on shard `target` and returns its result; `None` if that shard could not
+    /// take the work (queue full, shutting down).
+    pub async fn call_on<T, F>(self: &Rc<Self>, target: usize, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<ShardCtx>) -> BoxedLocal<T> + Send + 'static,
+    {
+        if target == self.id {
+            return Some(f(self.clone()).await);
+        }
+        let (tx, rx) = flume::bounded(1);
+        let sent = self.run_on(target, move |ctx| {
+            Box::pin(async move {
+                let _ = tx.send_async(f(ctx).await).await;
+            })
+        });
+        if !sent {
+            return None;
+        }
+        rx.recv_async().await.ok()
+    }
+
     /// Runs `f` on every shard and collects the results (in shard order).
     pub async fn on_all<T, F>(self: &Rc<Self>, f: F) -> Vec<T>
     where

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod consumer;
 pub mod pull;
 pub mod send;
+pub mod sendback;
 
 /// Where a request runs.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pub fn route(ctx: &Rc<ShardCtx>, req: &mut RemotingCommand) -> Route {
         | request::GET_MIN_OFFSET
         | request::SEARCH_OFFSET_BY_TIMESTAMP
         | request::GET_EARLIEST_MSG_STORETIME => ("topic", "queueId"),
-        request::VIEW_MESSAGE_BY_ID => {
+        request::VIEW_MESSAGE_BY_ID | request::CONSUMER_SEND_MSG_BACK => {
             return match req
                 .ext_fields
                 .get("offset")
@@ -111,6 +112,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, origin: Origin, req: RemotingCommand) ->
             send::send(ctx, origin, &req).await
         }
         request::PULL_MESSAGE => pull::pull(ctx, origin, &req).await,
+        request::CONSUMER_SEND_MSG_BACK => sendback::send_back(ctx, origin, &req).await,
         request::HEART_BEAT => consumer::heartbeat(ctx, origin, &req),
         request::UNREGISTER_CLIENT => consumer::unregister_client(ctx, &req),
         request::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(ctx, &req),

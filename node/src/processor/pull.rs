@@ -278,7 +278,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
 }
 
 /// Resolves at the next append to the queue (or spuriously; callers re-check).
-async fn arrival(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32) {
+pub async fn arrival(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32) {
     let mut registered = false;
     futures_lite::future::poll_fn(|cx| {
         if registered {

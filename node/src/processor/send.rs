@@ -143,8 +143,23 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         return illegal();
     }
     let wait_store = get_property(&properties, property::WAIT_STORE_MSG_OK) != Some("false");
+    let batch = header.is_batch(req.code);
+    // A delayed message waits in its level's schedule queue on this shard.
+    let mut stored_queue = header.queue_id;
+    let mut stored_topic: &str = &header.topic;
+    if !batch && !crate::meta::topics::is_system_topic(&header.topic) {
+        if let Some(level) = crate::schedule::delay_level(&properties, broker.delay_levels.len()) {
+            properties =
+                crate::schedule::schedule_properties(&properties, &header.topic, header.queue_id);
+            if properties.len() > protocol::message::MAX_PROPERTIES_BYTES {
+                return illegal();
+            }
+            stored_topic = crate::schedule::SCHEDULE_TOPIC;
+            stored_queue = crate::schedule::schedule_queue(level, ctx.id, ctx.shards());
+        }
+    }
     let template = RecordWriter {
-        queue_id: header.queue_id,
+        queue_id: stored_queue,
         flag: header.flag,
         queue_offset: 0,
         physical_offset: 0,
@@ -156,10 +171,9 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         reconsume_times: header.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
         body: &req.body,
-        topic: &header.topic,
+        topic: stored_topic,
         properties: &properties,
     };
-    let batch = header.is_batch(req.code);
     let entries;
     let mut entry_props = Vec::new();
     let mut records = if batch {
@@ -217,19 +231,9 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         Ok(a) => a,
         Err(e) => return store_error(req, &ctx.broker.advertised, e, illegal),
     };
+    let (stored_topic, stored_queue) = (records[0].topic, records[0].queue_id);
+    notify_stored(ctx, stored_topic, stored_queue, appended, !wait_store);
     let sync_flush = config.flush == crate::config::FlushKind::Sync;
-    if !sync_flush {
-        ctx.arrivals.notify(&header.topic, header.queue_id);
-    } else if !wait_store {
-        // Consumers see it once durable (see pull); nobody waits here, so a task does.
-        let (c, topic, queue_id) = (ctx.clone(), header.topic.clone(), header.queue_id);
-        glommio::spawn_local(async move {
-            if c.store.wait_acked(&appended).await.is_ok() {
-                c.arrivals.notify(&topic, queue_id);
-            }
-        })
-        .detach();
-    }
     let stats = &broker.stats;
     stats
         .put_msgs
@@ -243,7 +247,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     if wait_store {
         let acked = ctx.store.wait_acked(&appended).await;
         if sync_flush && acked.is_ok() {
-            ctx.arrivals.notify(&header.topic, header.queue_id);
+            ctx.arrivals.notify(stored_topic, stored_queue);
         }
         if let Err(e) = acked {
             match e {
@@ -276,6 +280,29 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         .insert(property::MSG_REGION, "DefaultRegion");
     resp.ext_fields.insert(property::TRACE_SWITCH, "true");
     resp
+}
+
+/// Wakes the long polls of a queue records were just put to. Under async flush at once;
+/// under sync flush once durable (consumers see only durable records): here by a task
+/// when `nobody_waits`, else the caller notifies after its own wait.
+pub fn notify_stored(
+    ctx: &Rc<ShardCtx>,
+    topic: &str,
+    queue_id: i32,
+    appended: storage::commitlog::Appended,
+    nobody_waits: bool,
+) {
+    if ctx.broker.config.flush != crate::config::FlushKind::Sync {
+        ctx.arrivals.notify(topic, queue_id);
+    } else if nobody_waits {
+        let (c, topic) = (ctx.clone(), topic.to_owned());
+        glommio::spawn_local(async move {
+            if c.store.wait_acked(&appended).await.is_ok() {
+                c.arrivals.notify(&topic, queue_id);
+            }
+        })
+        .detach();
+    }
 }
 
 fn store_error(
