@@ -29,6 +29,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub meta: Metadata,
     pub clients: ClientRegistry,
+    pub locks: crate::locks::QueueLocks,
     /// One sender per shard.
     pub mesh: Vec<flume::Sender<ShardMsg>>,
     /// `host:port` registered with nameservers.
@@ -168,6 +169,7 @@ pub fn run(
         config: config.clone(),
         meta,
         clients: ClientRegistry::default(),
+        locks: crate::locks::QueueLocks::default(),
         mesh,
         advertised: advertised.clone(),
         store_host,

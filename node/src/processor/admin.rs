@@ -395,3 +395,156 @@ pub fn all_groups(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand 
     req.response(response::SUCCESS)
         .with_body(body.to_string().into_bytes())
 }
+
+/// Per-queue figures a shard reports for its own queues of one topic.
+#[derive(Debug, Clone, Copy)]
+struct QueueFigures {
+    queue_id: i32,
+    min: i64,
+    max: i64,
+    /// Store time of the newest message (0 when empty).
+    last_ms: i64,
+    /// Store time of the message before `at`, when asked.
+    at_ms: i64,
+}
+
+/// Store time of the message at logical offset `index` of a queue, 0 if none.
+async fn time_at(ctx: &Rc<ShardCtx>, topic: &str, queue_id: i32, index: i64) -> i64 {
+    if index < 0 {
+        return 0;
+    }
+    let Ok(entries) = ctx.store.entries(topic, queue_id, index as u64, 1).await else {
+        return 0;
+    };
+    match entries.first() {
+        Some(e) => ctx
+            .store
+            .log()
+            .store_timestamp(e.offset, e.size as usize)
+            .await
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Figures for every queue of `topic` (queues 0..`queues`), gathered from their shards;
+/// `at` gives, per queue, an offset whose previous message's store time is wanted.
+async fn queue_figures(
+    ctx: &Rc<ShardCtx>,
+    topic: &str,
+    queues: i32,
+    at: std::collections::HashMap<i32, i64>,
+) -> Vec<QueueFigures> {
+    let topic = topic.to_owned();
+    let shards = ctx.shards();
+    let per_shard: Vec<Vec<QueueFigures>> = ctx
+        .on_all(move |shard: Rc<ShardCtx>| {
+            let (topic, at) = (topic.clone(), at.clone());
+            Box::pin(async move {
+                let mut out = Vec::new();
+                for q in
+                    (0..queues).filter(|&q| crate::shard::owner_of(&topic, q, shards) == shard.id)
+                {
+                    let min = shard.store.min_queue_offset(&topic, q) as i64;
+                    let max = shard.store.max_queue_offset(&topic, q) as i64;
+                    let last_ms = time_at(&shard, &topic, q, max - 1).await;
+                    let at_ms = match at.get(&q) {
+                        Some(&o) => time_at(&shard, &topic, q, o - 1).await,
+                        None => 0,
+                    };
+                    out.push(QueueFigures {
+                        queue_id: q,
+                        min,
+                        max,
+                        last_ms,
+                        at_ms,
+                    });
+                }
+                out
+            })
+        })
+        .await;
+    let mut all: Vec<QueueFigures> = per_shard.into_iter().flatten().collect();
+    all.sort_by_key(|f| f.queue_id);
+    all
+}
+
+/// A `MessageQueue` as a fastjson map key: fastjson writes maps keyed by objects with
+/// the object itself as the key (not strict JSON; Java admin tools parse it so).
+fn mq_key(topic: &str, broker_name: &str, queue_id: i32) -> String {
+    serde_json::json!({ "brokerName": broker_name, "queueId": queue_id, "topic": topic })
+        .to_string()
+}
+
+/// GET_TOPIC_STATS_INFO (202): min/max offset and last update time of every queue.
+pub async fn topic_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: TopicRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let Some(config) = ctx.broker.meta.topics.get(&h.topic) else {
+        return req.error_response(
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist", h.topic),
+        );
+    };
+    let figures = queue_figures(ctx, &h.topic, config.write_queue_nums, Default::default()).await;
+    let broker_name = &ctx.broker.config.broker_name;
+    let entries: Vec<String> = figures
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}",
+                mq_key(&h.topic, broker_name, f.queue_id),
+                serde_json::json!({ "lastUpdateTimestamp": f.last_ms, "maxOffset": f.max, "minOffset": f.min })
+            )
+        })
+        .collect();
+    let body = format!("{{\"offsetTable\":{{{}}}}}", entries.join(","));
+    req.response(response::SUCCESS).with_body(body.into_bytes())
+}
+
+/// GET_CONSUME_STATS (208): per queue, the broker's max offset and the group's
+/// committed offset, for one topic or every topic the group has offsets in.
+pub async fn consume_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: protocol::header::GetConsumeStatsRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let broker = &ctx.broker;
+    let topics: Vec<String> = match h.topic.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => vec![t.to_owned()],
+        None => broker.meta.offsets.topics_for_group(&h.consumer_group),
+    };
+    let broker_name = &broker.config.broker_name;
+    let mut entries = Vec::new();
+    for topic in topics {
+        let Some(config) = broker.meta.topics.get(&topic) else {
+            continue;
+        };
+        let committed: std::collections::HashMap<i32, i64> = broker
+            .meta
+            .offsets
+            .queue_offsets(&h.consumer_group, &topic)
+            .into_iter()
+            .collect();
+        let figures = queue_figures(ctx, &topic, config.write_queue_nums, committed.clone()).await;
+        for f in figures {
+            let consumer = committed.get(&f.queue_id).copied().unwrap_or(0).max(0);
+            entries.push(format!(
+                "{}:{}",
+                mq_key(&topic, broker_name, f.queue_id),
+                serde_json::json!({
+                    "brokerOffset": f.max,
+                    "consumerOffset": consumer,
+                    "lastTimestamp": f.at_ms,
+                })
+            ));
+        }
+    }
+    let body = format!(
+        "{{\"consumeTps\":0.0,\"offsetTable\":{{{}}}}}",
+        entries.join(",")
+    );
+    req.response(response::SUCCESS).with_body(body.into_bytes())
+}

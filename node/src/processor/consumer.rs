@@ -262,3 +262,33 @@ pub fn producer_connection_list(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Re
     req.response(response::SUCCESS)
         .with_body(body.to_string().into_bytes())
 }
+
+pub fn lock_batch(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let body: protocol::body::LockBatchRequestBody = match json::from_slice(&req.body) {
+        Ok(b) => b,
+        Err(e) => return req.error_response(response::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    let broker = &ctx.broker;
+    let locked = broker.locks.try_lock(
+        &body.consumer_group,
+        &body.mq_set,
+        &body.client_id,
+        broker.now_ms(),
+    );
+    let answer = protocol::body::LockBatchResponseBody {
+        lock_ok_mq_set: locked,
+    };
+    req.response(response::SUCCESS)
+        .with_body(json::to_vec(&answer, JsonStyle::Standard, &[]))
+}
+
+pub fn unlock_batch(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let body: protocol::body::LockBatchRequestBody = match json::from_slice(&req.body) {
+        Ok(b) => b,
+        Err(e) => return req.error_response(response::SYSTEM_ERROR, format!("bad body: {e}")),
+    };
+    ctx.broker
+        .locks
+        .unlock(&body.consumer_group, &body.mq_set, &body.client_id);
+    req.response(response::SUCCESS)
+}
