@@ -178,6 +178,15 @@ pub struct BrokerConfig {
     /// `messageDelayLevel` = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h
     /// 2h". A level above the last is clamped to it.
     pub message_delay_level: String,
+    /// A prepared (half) transaction message is checked back with its producer once it
+    /// is this old. RocketMQ `transactionTimeOut` = 6000 ms.
+    pub transaction_timeout_ms: u64,
+    /// Interval between check-backs of one open transaction. RocketMQ
+    /// `transactionCheckInterval` = 30 000 ms.
+    pub transaction_check_interval_ms: u64,
+    /// Check-backs before an open transaction is rolled back. RocketMQ
+    /// `transactionCheckMax` = 15.
+    pub transaction_check_max: u32,
 }
 
 impl Default for BrokerConfig {
@@ -226,6 +235,9 @@ impl Default for BrokerConfig {
             consumer_offset_persist_interval_ms: 5_000,
             client_channel_expired_ms: 120_000,
             message_delay_level: DEFAULT_DELAY_LEVELS.to_owned(),
+            transaction_timeout_ms: 6_000,
+            transaction_check_interval_ms: 30_000,
+            transaction_check_max: 15,
         }
     }
 }
@@ -275,6 +287,9 @@ pub const KEYS: &[&str] = &[
     "consumer_offset_persist_interval_ms",
     "client_channel_expired_ms",
     "message_delay_level",
+    "transaction_timeout_ms",
+    "transaction_check_interval_ms",
+    "transaction_check_max",
 ];
 
 /// RocketMQ's `messageDelayLevel`.
@@ -523,6 +538,11 @@ impl BrokerConfig {
                 self.consumer_offset_persist_interval_ms,
             ),
             ("client_channel_expired_ms", self.client_channel_expired_ms),
+            ("transaction_timeout_ms", self.transaction_timeout_ms),
+            (
+                "transaction_check_interval_ms",
+                self.transaction_check_interval_ms,
+            ),
             ("max_connections", self.max_connections as u64),
             ("max_pending_responses", self.max_pending_responses as u64),
             (
@@ -787,6 +807,9 @@ impl BrokerConfig {
                 )),
                 "channelExpiredTimeout" => next.client_channel_expired_ms = number(v)?,
                 "messageDelayLevel" => next.message_delay_level = v.to_owned(),
+                "transactionTimeOut" => next.transaction_timeout_ms = number(v)?,
+                "transactionCheckInterval" => next.transaction_check_interval_ms = number(v)?,
+                "transactionCheckMax" => next.transaction_check_max = number(v)?.min(u32::MAX as u64) as u32,
                 "brokerRole" => match v {
                     "ASYNC_MASTER" | "SYNC_MASTER" => {}
                     "SLAVE" => {

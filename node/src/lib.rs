@@ -22,3 +22,4 @@ pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod tasks;
+pub mod transaction;

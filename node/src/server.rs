@@ -50,6 +50,7 @@ pub async fn shard_main(
     };
     let ctx = Rc::new(ShardCtx::new(id, broker.clone(), store));
     glommio::spawn_local(serve_mesh(ctx.clone(), mesh_rx)).detach();
+    crate::transaction::start(&ctx).await;
     let listener = match TcpListener::bind(broker.config.listen) {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", broker.config.listen)),

@@ -127,6 +127,7 @@ pub struct ShardCtx {
     pub conns: RefCell<HashMap<ConnId, ConnEntry>>,
     next_conn: Cell<u64>,
     pub arrivals: Arrivals,
+    pub transactions: crate::transaction::Transactions,
 }
 
 impl ShardCtx {
@@ -138,6 +139,7 @@ impl ShardCtx {
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
             arrivals: Arrivals::default(),
+            transactions: Default::default(),
         }
     }
 

@@ -44,10 +44,17 @@ pub fn route(ctx: &Rc<ShardCtx>, req: &mut RemotingCommand) -> Route {
         | request::GET_MIN_OFFSET
         | request::SEARCH_OFFSET_BY_TIMESTAMP
         | request::GET_EARLIEST_MSG_STORETIME => ("topic", "queueId"),
-        request::VIEW_MESSAGE_BY_ID | request::CONSUMER_SEND_MSG_BACK => {
+        request::VIEW_MESSAGE_BY_ID
+        | request::CONSUMER_SEND_MSG_BACK
+        | request::END_TRANSACTION => {
+            let key = if req.code == request::END_TRANSACTION {
+                "commitLogOffset"
+            } else {
+                "offset"
+            };
             return match req
                 .ext_fields
-                .get("offset")
+                .get(key)
                 .and_then(|o| o.trim().parse::<i64>().ok())
             {
                 Some(offset) => {
@@ -113,6 +120,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, origin: Origin, req: RemotingCommand) ->
         }
         request::PULL_MESSAGE => pull::pull(ctx, origin, &req).await,
         request::CONSUMER_SEND_MSG_BACK => sendback::send_back(ctx, origin, &req).await,
+        request::END_TRANSACTION => crate::transaction::end_transaction(ctx, &req).await,
         request::HEART_BEAT => consumer::heartbeat(ctx, origin, &req),
         request::UNREGISTER_CLIENT => consumer::unregister_client(ctx, &req),
         request::GET_CONSUMER_LIST_BY_GROUP => consumer::consumer_list(ctx, &req),

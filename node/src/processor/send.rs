@@ -106,15 +106,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
             format!("queueId[{}] does not belong to this shard", header.queue_id),
         );
     }
-    if sys_flag::transaction_value(header.sys_flag) == sys_flag::TRANSACTION_PREPARED {
-        return req.error_response(
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending transaction message is forbidden (transactions are not built yet)",
-                broker.advertised
-            ),
-        );
-    }
+    let prepared = sys_flag::transaction_value(header.sys_flag) == sys_flag::TRANSACTION_PREPARED;
     let illegal = || {
         req.error_response(
             response::MESSAGE_ILLEGAL,
@@ -147,7 +139,24 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     // A delayed message waits in its level's schedule queue on this shard.
     let mut stored_queue = header.queue_id;
     let mut stored_topic: &str = &header.topic;
-    if !batch && !crate::meta::topics::is_system_topic(&header.topic) {
+    let mut stored_sys_flag = header.sys_flag;
+    if prepared {
+        if batch {
+            return req.error_response(
+                response::MESSAGE_ILLEGAL,
+                "batch messages do not support transactions",
+            );
+        }
+        // A half message: stored aside, invisible, until END_TRANSACTION.
+        properties =
+            crate::transaction::half_properties(&properties, &header.topic, header.queue_id);
+        if properties.len() > protocol::message::MAX_PROPERTIES_BYTES {
+            return illegal();
+        }
+        stored_topic = crate::meta::topics::TRANS_HALF_TOPIC;
+        stored_queue = crate::transaction::local_queue(stored_topic, ctx.id, ctx.shards());
+        stored_sys_flag = header.sys_flag & !sys_flag::TRANSACTION_ROLLBACK;
+    } else if !batch && !crate::meta::topics::is_system_topic(&header.topic) {
         if let Some(level) = crate::schedule::delay_level(&properties, broker.delay_levels.len()) {
             properties =
                 crate::schedule::schedule_properties(&properties, &header.topic, header.queue_id);
@@ -163,7 +172,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         flag: header.flag,
         queue_offset: 0,
         physical_offset: 0,
-        sys_flag: header.sys_flag,
+        sys_flag: stored_sys_flag,
         born_timestamp: header.born_timestamp,
         born_host: origin.peer,
         store_timestamp: 0,
@@ -232,6 +241,11 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         Err(e) => return store_error(req, &ctx.broker.advertised, e, illegal),
     };
     let (stored_topic, stored_queue) = (records[0].topic, records[0].queue_id);
+    if prepared {
+        let r = &records[0];
+        let size = r.encoded_len().unwrap_or(0);
+        crate::transaction::opened(ctx, r.queue_offset, r.physical_offset, size, now);
+    }
     notify_stored(ctx, stored_topic, stored_queue, appended, !wait_store);
     let sync_flush = config.flush == crate::config::FlushKind::Sync;
     let stats = &broker.stats;
