@@ -41,6 +41,8 @@ pub struct Broker {
     pub stats: Stats,
     /// Delay of each level (index 0 is level 1).
     pub delay_levels: Vec<Duration>,
+    /// Timer cascade levels (see `schedule`).
+    pub timer_levels: Vec<Duration>,
     /// Asks the registrar to register again now (topic configuration changed).
     pub register_now: flume::Sender<()>,
     pub shutting_down: AtomicBool,
@@ -176,6 +178,9 @@ pub fn run(
         boot_ms: wall_ms(),
         started: Instant::now(),
         stats: Stats::default(),
+        timer_levels: crate::schedule::timer_levels(Duration::from_secs(
+            config.timer_max_delay_sec,
+        )),
         delay_levels: crate::config::parse_delay_levels(&config.message_delay_level)
             .map_err(|e| StartError::Config(format!("message_delay_level: {e}")))?,
         register_now: register_tx,

@@ -187,6 +187,9 @@ pub struct BrokerConfig {
     /// Check-backs before an open transaction is rolled back. RocketMQ
     /// `transactionCheckMax` = 15.
     pub transaction_check_max: u32,
+    /// Longest timer a message may ask for (`TIMER_DELIVER_MS` and friends); longer is
+    /// refused as MESSAGE_ILLEGAL. RocketMQ `timerMaxDelaySec` = 259 200 (3 days).
+    pub timer_max_delay_sec: u64,
 }
 
 impl Default for BrokerConfig {
@@ -238,6 +241,7 @@ impl Default for BrokerConfig {
             transaction_timeout_ms: 6_000,
             transaction_check_interval_ms: 30_000,
             transaction_check_max: 15,
+            timer_max_delay_sec: 259_200,
         }
     }
 }
@@ -290,6 +294,7 @@ pub const KEYS: &[&str] = &[
     "transaction_timeout_ms",
     "transaction_check_interval_ms",
     "transaction_check_max",
+    "timer_max_delay_sec",
 ];
 
 /// RocketMQ's `messageDelayLevel`.
@@ -539,6 +544,7 @@ impl BrokerConfig {
             ),
             ("client_channel_expired_ms", self.client_channel_expired_ms),
             ("transaction_timeout_ms", self.transaction_timeout_ms),
+            ("timer_max_delay_sec", self.timer_max_delay_sec),
             (
                 "transaction_check_interval_ms",
                 self.transaction_check_interval_ms,
@@ -808,6 +814,7 @@ impl BrokerConfig {
                 "channelExpiredTimeout" => next.client_channel_expired_ms = number(v)?,
                 "messageDelayLevel" => next.message_delay_level = v.to_owned(),
                 "transactionTimeOut" => next.transaction_timeout_ms = number(v)?,
+                "timerMaxDelaySec" => next.timer_max_delay_sec = number(v)?,
                 "transactionCheckInterval" => next.transaction_check_interval_ms = number(v)?,
                 "transactionCheckMax" => next.transaction_check_max = number(v)?.min(u32::MAX as u64) as u32,
                 "brokerRole" => match v {

@@ -157,7 +157,34 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         stored_queue = crate::transaction::local_queue(stored_topic, ctx.id, ctx.shards());
         stored_sys_flag = header.sys_flag & !sys_flag::TRANSACTION_ROLLBACK;
     } else if !batch && !crate::meta::topics::is_system_topic(&header.topic) {
-        if let Some(level) = crate::schedule::delay_level(&properties, broker.delay_levels.len()) {
+        let now = wall_ms();
+        let due = match crate::schedule::timer_due(&properties, now) {
+            Ok(due) => due,
+            Err(reason) => return req.error_response(response::MESSAGE_ILLEGAL, reason),
+        };
+        if let Some(due) = due.filter(|&due| due > now) {
+            let max_ms = config.timer_max_delay_sec.saturating_mul(1000) as i64;
+            if due - now > max_ms {
+                return req.error_response(
+                    response::MESSAGE_ILLEGAL,
+                    format!(
+                        "timer message delay {} ms exceeds the maximum of {} s",
+                        due - now,
+                        config.timer_max_delay_sec
+                    ),
+                );
+            }
+            properties =
+                crate::schedule::timer_properties(&properties, &header.topic, header.queue_id, due);
+            if properties.len() > protocol::message::MAX_PROPERTIES_BYTES {
+                return illegal();
+            }
+            let level = crate::schedule::timer_level(due - now, &broker.timer_levels);
+            stored_topic = crate::schedule::TIMER_TOPIC;
+            stored_queue = crate::schedule::timer_queue(level, ctx.id, ctx.shards());
+        } else if let Some(level) =
+            crate::schedule::delay_level(&properties, broker.delay_levels.len())
+        {
             properties =
                 crate::schedule::schedule_properties(&properties, &header.topic, header.queue_id);
             if properties.len() > protocol::message::MAX_PROPERTIES_BYTES {
