@@ -206,6 +206,7 @@ pub fn run(
         let register_rx = (id == 0).then(|| register_rx.clone());
         let handle = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
+            .spin_before_park(Duration::from_micros(config.spin_before_park_us))
             .spawn(move || async move {
                 crate::server::shard_main(id, broker, rx, ready_tx, stop_rx, register_rx).await
             })
