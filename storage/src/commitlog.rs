@@ -306,6 +306,8 @@ struct Inner<B: Backend> {
     /// Reaches 1 when the log is closed: wakes the flusher so it can exit.
     shutdown: Watermark<StoreError>,
     rolling: glommio::sync::Semaphore,
+    /// A background task is creating the next segment.
+    creating_ahead: Cell<bool>,
 }
 
 /// A shard's commit log. Cheap to clone (shared on the shard's thread).
@@ -422,6 +424,7 @@ impl<B: Backend> CommitLog<B> {
             closed: Cell::new(false),
             shutdown: Watermark::new(0),
             rolling: glommio::sync::Semaphore::new(1),
+            creating_ahead: Cell::new(false),
         });
         glommio::spawn_local(flusher(inner.clone())).detach();
         Ok(Self { inner })
@@ -521,6 +524,7 @@ impl<B: Backend> CommitLog<B> {
         }
         let end = inner.state.borrow().write_pos;
         inner.appended.advance(end);
+        self.create_next_ahead();
         Ok(Appended {
             first_offset: first_offset.unwrap_or_else(|| self.max_offset()),
             end,
@@ -556,6 +560,30 @@ impl<B: Backend> CommitLog<B> {
     pub async fn sync_all(&self) -> Result<(), StoreError> {
         let end = self.inner.state.borrow().write_pos;
         self.inner.durable.wait_for(end).await
+    }
+
+    /// Once appends are in the newest segment, creates (and preallocates) the next one
+    /// in the background, so that an append crossing the boundary finds it ready.
+    fn create_next_ahead(&self) {
+        let inner = &self.inner;
+        let missing = {
+            let st = inner.state.borrow();
+            let next = segment_base(&inner.config, st.write_pos) + inner.config.segment_bytes;
+            !st.segments.contains_key(&next)
+        };
+        if !missing || inner.creating_ahead.get() || inner.closed.get() {
+            return;
+        }
+        inner.creating_ahead.set(true);
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = log.create_next_segment().await {
+                // The append that needs it will try again and report the error.
+                tracing::warn!(error = %e, "creating the next segment ahead of need failed");
+            }
+            log.inner.creating_ahead.set(false);
+        })
+        .detach();
     }
 
     async fn create_next_segment(&self) -> Result<(), StoreError> {

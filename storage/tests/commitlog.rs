@@ -340,6 +340,39 @@ fn real_files_with_direct_io() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The next segment exists before an append needs it (created in the background as
+/// soon as appends reach the newest segment), so the append path does not wait for
+/// file creation and preallocation.
+#[test]
+fn the_next_segment_is_created_ahead_of_need() {
+    run(|| async {
+        let log = CommitLog::open(MemBackend::new(), config(sync_mode()))
+            .await
+            .unwrap();
+        append_one(&log, 0, 100).await.unwrap();
+        for _ in 0..100 {
+            if log.segment_bases().len() == 2 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(log.segment_bases(), vec![0, 64 * 1024]);
+        // Filling the first segment moves into it and creates the one after.
+        let mut i = 1;
+        while log.max_offset() < storage::commitlog::global_offset(3, 64 * 1024) {
+            append_one(&log, i, 3000).await.unwrap();
+            i += 1;
+        }
+        for _ in 0..100 {
+            if log.segment_bases().len() == 3 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(log.segment_bases(), vec![0, 64 * 1024, 128 * 1024]);
+    });
+}
+
 /// A record is readable at every moment after its append: also while the flusher has
 /// its chunk in flight to the disk (it used to be in neither the sealed list nor the
 /// cache then, and a read panicked).
