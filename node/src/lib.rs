@@ -13,6 +13,7 @@
 pub mod broker;
 pub mod clients;
 pub mod config;
+pub mod filter;
 pub mod locks;
 pub mod meta;
 pub mod processor;

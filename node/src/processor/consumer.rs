@@ -204,12 +204,12 @@ pub fn check_client_config(_ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Remoti
         Ok(b) => b,
         Err(e) => return req.error_response(response::SYSTEM_ERROR, format!("bad body: {e}")),
     };
-    match body.subscription_data.expression_type.as_deref() {
-        None | Some("TAG") => req.response(response::SUCCESS),
-        Some(other) => req.error_response(
-            response::SYSTEM_ERROR,
-            format!("The broker does not support consumer to filter message by {other}"),
-        ),
+    let sub = &body.subscription_data;
+    let kind = sub.expression_type.as_deref().unwrap_or("TAG");
+    // A retry topic would accept anything; check the expression itself.
+    match super::pull::TagFilter::compile(kind, &sub.sub_string, &sub.topic) {
+        Ok(_) => req.response(response::SUCCESS),
+        Err((code, remark)) => req.error_response(code, remark),
     }
 }
 

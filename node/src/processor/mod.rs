@@ -29,6 +29,9 @@ pub enum Route {
 /// Decides where a request runs. A send without a queue (queueId < 0) gets one here,
 /// as RocketMQ's broker picks one at random.
 pub fn route(ctx: &Rc<ShardCtx>, req: &mut RemotingCommand) -> Route {
+    if send::is_send(req.code) {
+        send::retry_past_max_to_dlq(ctx, req);
+    }
     let shards = ctx.shards();
     if shards == 1 {
         return Route::Here;

@@ -27,14 +27,61 @@ use crate::shard::ShardCtx;
 /// the log, so a pull's records lie within a range a few times their total size.
 const MAX_SPAN: i64 = 1 << 20;
 
-/// Which tag hashes a pull accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which messages a pull accepts: by tag hash (in the consume queue) or by an SQL92
+/// expression over the message's properties (evaluated on the stored record).
+#[derive(Debug, Clone)]
 pub enum TagFilter {
     All,
     Codes(HashSet<i64>),
+    Sql(crate::filter::Sql92Filter),
+}
+
+impl PartialEq for TagFilter {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TagFilter::All, TagFilter::All) => true,
+            (TagFilter::Codes(a), TagFilter::Codes(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl TagFilter {
+    /// The filter for a subscription: TAG or SQL92 (case-insensitive). Retry topics
+    /// take every message under SQL92: their messages were filtered when first pulled
+    /// (RocketMQ's `ExpressionForRetryMessageFilter`). `Err((code, remark))` as RocketMQ
+    /// answers an expression it cannot use.
+    pub fn compile(kind: &str, expression: &str, topic: &str) -> Result<Self, (i32, String)> {
+        if kind.eq_ignore_ascii_case("TAG") {
+            return Ok(Self::parse(expression));
+        }
+        if !kind.eq_ignore_ascii_case("SQL92") {
+            return Err((
+                response::SYSTEM_ERROR,
+                format!("The broker does not support consumer to filter message by {kind}"),
+            ));
+        }
+        if topic.starts_with(crate::processor::consumer::RETRY_GROUP_TOPIC_PREFIX) {
+            return Ok(TagFilter::All);
+        }
+        crate::filter::Sql92Filter::compile(expression)
+            .map(TagFilter::Sql)
+            .map_err(|e| {
+                (
+                    response::SUBSCRIPTION_PARSE_FAILED,
+                    format!("parse the consumer's subscription[{expression}] failed: {e}"),
+                )
+            })
+    }
+
+    /// Whether a record passes, given its properties (only SQL92 needs them).
+    fn accepts_record(&self, record: &[u8]) -> bool {
+        match self {
+            TagFilter::Sql(f) => record_properties(record).is_some_and(|p| f.matches(p)),
+            _ => true,
+        }
+    }
+
     /// A TAG expression: `*` (or empty) for all, else tags separated by `||`.
     pub fn parse(expression: &str) -> Self {
         let e = expression.trim();
@@ -56,7 +103,7 @@ impl TagFilter {
 
     pub fn accepts(&self, tags_code: i64) -> bool {
         match self {
-            TagFilter::All => true,
+            TagFilter::All | TagFilter::Sql(_) => true,
             TagFilter::Codes(c) => c.contains(&tags_code),
         }
     }
@@ -149,15 +196,14 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
     let has_subscription = h.sys_flag & pull_sys_flag::SUBSCRIPTION != 0;
     let filter = if has_subscription {
         let expression_type = h.expression_type.as_deref().unwrap_or("TAG");
-        if !expression_type.eq_ignore_ascii_case("TAG") {
-            return req.error_response(
-                response::SYSTEM_ERROR,
-                format!(
-                    "The broker does not support consumer to filter message by {expression_type}"
-                ),
-            );
+        match TagFilter::compile(
+            expression_type,
+            h.subscription.as_deref().unwrap_or("*"),
+            &h.topic,
+        ) {
+            Ok(f) => f,
+            Err(r) => return req.error_response(r.0, r.1),
         }
-        TagFilter::parse(h.subscription.as_deref().unwrap_or("*"))
     } else {
         let Some(info) = broker.clients.consumer_group(&h.consumer_group) else {
             return req.error_response(
@@ -179,15 +225,11 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
                 "the consumer's subscription not latest",
             );
         }
-        if let Some(t) = &sub.expression_type {
-            if !t.eq_ignore_ascii_case("TAG") {
-                return req.error_response(
-                    response::SYSTEM_ERROR,
-                    format!("The broker does not support consumer to filter message by {t}"),
-                );
-            }
+        let expression_type = sub.expression_type.as_deref().unwrap_or("TAG");
+        match TagFilter::compile(expression_type, &sub.sub_string, &h.topic) {
+            Ok(f) => f,
+            Err(r) => return req.error_response(r.0, r.1),
         }
-        TagFilter::parse(&sub.sub_string)
     };
 
     let suspend = h.sys_flag & pull_sys_flag::SUSPEND != 0;
@@ -334,7 +376,7 @@ async fn get_messages(
     // 16 000 bytes of consume queue, 800 entries).
     let scan = match filter {
         TagFilter::All => max_msgs,
-        TagFilter::Codes(_) => max_msgs.max(800),
+        TagFilter::Codes(_) | TagFilter::Sql(_) => max_msgs.max(800),
     };
     let entries = store.entries(topic, queue_id, offset, scan).await?;
     if entries.is_empty() {
@@ -388,9 +430,12 @@ async fn get_messages(
         let span = store.log().read(start, (end - start) as usize).await?;
         for e in &selected[i..j] {
             let at = (e.offset - start) as usize;
-            got.body.extend_from_slice(&span[at..at + e.size as usize]);
+            let record = &span[at..at + e.size as usize];
+            if filter.accepts_record(record) {
+                got.body.extend_from_slice(record);
+                got.count += 1;
+            }
         }
-        got.count += j - i;
         i = j;
     }
     got.next_begin = next;
@@ -407,9 +452,74 @@ async fn get_messages(
     Ok(got)
 }
 
+/// The properties of a stored record, found by its length fields.
+fn record_properties(record: &[u8]) -> Option<&[u8]> {
+    use protocol::message::record::{pos_body_len, POS_SYS_FLAG};
+    let be32 = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(record.get(at..at + 4)?.try_into().ok()?))
+    };
+    let flag = be32(POS_SYS_FLAG)?;
+    let body_len = usize::try_from(be32(pos_body_len(flag))?).ok()?;
+    let topic_at = pos_body_len(flag) + 4 + body_len;
+    let topic_len = if protocol::message::record::MAGIC_V2 == be32(4)? {
+        u16::from_be_bytes(record.get(topic_at..topic_at + 2)?.try_into().ok()?) as usize + 2
+    } else {
+        *record.get(topic_at)? as usize + 1
+    };
+    let props_at = topic_at + topic_len;
+    let props_len =
+        u16::from_be_bytes(record.get(props_at..props_at + 2)?.try_into().ok()?) as usize;
+    record.get(props_at + 2..props_at + 2 + props_len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_are_found_in_stored_records() {
+        for topic in ["T", &"x".repeat(300)] {
+            let props = protocol::message::encode_properties([("a", "1"), ("TAGS", "B")]);
+            let w = protocol::message::record::RecordWriter {
+                queue_id: 0,
+                flag: 0,
+                queue_offset: 0,
+                physical_offset: 0,
+                sys_flag: 0,
+                born_timestamp: 0,
+                born_host: "127.0.0.1:1".parse().unwrap(),
+                store_timestamp: 0,
+                store_host: "[::1]:2".parse().unwrap(),
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                body: b"body",
+                topic,
+                properties: &props,
+            };
+            let bytes = w.to_vec().unwrap();
+            assert_eq!(record_properties(&bytes), Some(&props[..]));
+            let f = TagFilter::compile("SQL92", "a = '1' AND TAGS = 'B'", "T").unwrap();
+            assert!(f.accepts_record(&bytes));
+            let f = TagFilter::compile("sql92", "a > 5", "T").unwrap();
+            assert!(!f.accepts_record(&bytes));
+            assert!(
+                !f.accepts_record(&bytes[..20]),
+                "a truncated record never matches"
+            );
+        }
+        assert_eq!(
+            TagFilter::compile("SQL92", "a = ", "T").unwrap_err().0,
+            response::SUBSCRIPTION_PARSE_FAILED
+        );
+        assert_eq!(
+            TagFilter::compile("SQL92", "a = ", "%RETRY%g").unwrap(),
+            TagFilter::All
+        );
+        assert_eq!(
+            TagFilter::compile("XPATH", "x", "T").unwrap_err().0,
+            response::SYSTEM_ERROR
+        );
+    }
 
     #[test]
     fn tag_expressions() {

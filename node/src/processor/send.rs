@@ -25,6 +25,7 @@ pub fn is_send(code: i32) -> bool {
 }
 
 const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 
 /// Most messages one batch may hold (RocketMQ bounds a batch by its 4 MiB body only).
 const MAX_BATCH_MESSAGES: usize = 100_000;
@@ -50,6 +51,24 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     }
     let topic_config = match broker.meta.topics.get(&header.topic) {
         Some(c) => c,
+        None if header.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
+            || header.topic.starts_with(DLQ_GROUP_TOPIC_PREFIX) =>
+        {
+            let config = protocol::body::TopicConfig {
+                topic_name: header.topic.clone(),
+                read_queue_nums: 1,
+                write_queue_nums: 1,
+                perm: perm::READ_WRITE,
+                ..Default::default()
+            };
+            match broker.meta.topics.create_if_absent(config) {
+                Ok(c) => {
+                    broker.topics_changed();
+                    c
+                }
+                Err(e) => return req.error_response(response::SYSTEM_ERROR, e.to_string()),
+            }
+        }
         None => match auto_create(ctx, &header) {
             Some(c) => c,
             None => {
@@ -213,6 +232,10 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     let entries;
     let mut entry_props = Vec::new();
     let mut records = if batch {
+        if crate::schedule::delay_level(&properties, broker.delay_levels.len()).is_some() {
+            // RocketMQ refuses delayed batches (CommitLog.asyncPutMessages).
+            return illegal();
+        }
         if header.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
             return req.error_response(
                 response::MESSAGE_ILLEGAL,
@@ -321,6 +344,63 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         .insert(property::MSG_REGION, "DefaultRegion");
     resp.ext_fields.insert(property::TRACE_SWITCH, "true");
     resp
+}
+
+/// A message sent straight to `%RETRY%<group>` (clients do when send-back fails) whose
+/// reconsume times exceed the max goes to `%DLQ%<group>` queue 0 without delay, as
+/// RocketMQ's `handleRetryAndDLQ`: rewrites the request's topic, queue and `DELAY`.
+pub fn retry_past_max_to_dlq(ctx: &Rc<ShardCtx>, req: &mut RemotingCommand) {
+    let v2 = req.code == protocol::code::request::SEND_MESSAGE_V2
+        || (req.code == protocol::code::request::SEND_BATCH_MESSAGE
+            && req.ext_fields.get("producerGroup").is_none());
+    let (topic_key, queue_key, props_key, times_key, max_key) = if v2 {
+        ("b", "e", "i", "j", "l")
+    } else {
+        (
+            "topic",
+            "queueId",
+            "properties",
+            "reconsumeTimes",
+            "maxReconsumeTimes",
+        )
+    };
+    let Some(group) = req
+        .ext_fields
+        .get(topic_key)
+        .and_then(|t| t.strip_prefix(RETRY_GROUP_TOPIC_PREFIX))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let int = |key: &str| {
+        req.ext_fields
+            .get(key)
+            .and_then(|v| v.trim().parse::<i32>().ok())
+    };
+    let times = int(times_key).unwrap_or(0);
+    let max = int(max_key).unwrap_or_else(|| {
+        ctx.broker
+            .meta
+            .groups
+            .get(&group)
+            .map_or(16, |g| g.retry_max_times)
+    });
+    if times <= max {
+        return;
+    }
+    let props = req.ext_fields.get(props_key).unwrap_or("").to_owned();
+    let mut out = Vec::with_capacity(props.len() + 8);
+    for (k, v) in protocol::message::iter_properties(props.as_bytes()) {
+        if k != property::DELAY_TIME_LEVEL {
+            protocol::message::append_property(&mut out, k, v);
+        }
+    }
+    protocol::message::append_property(&mut out, property::DELAY_TIME_LEVEL, "0");
+    req.ext_fields
+        .insert(topic_key, crate::meta::topics::dlq_topic(&group));
+    req.ext_fields.insert(queue_key, "0");
+    req.ext_fields
+        .insert(props_key, String::from_utf8_lossy(&out).into_owned());
 }
 
 /// Wakes the long polls of a queue records were just put to. Under async flush at once;

@@ -142,13 +142,9 @@ pub async fn send_back(
         append_property(&mut properties, property::RETRY_TOPIC, view.topic_str());
     }
     if get_property(&view.properties, property::ORIGIN_MESSAGE_ID).is_none() {
-        let origin = h
-            .origin_msg_id
-            .clone()
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| {
-                protocol::message::id::encode_offset_msg_id(view.store_host, view.physical_offset)
-            });
+        // As RocketMQ: the looked-up message's own (offset) id, whatever the header says.
+        let origin =
+            protocol::message::id::encode_offset_msg_id(view.store_host, view.physical_offset);
         append_property(&mut properties, property::ORIGIN_MESSAGE_ID, &origin);
     }
     append_property(&mut properties, property::WAIT_STORE_MSG_OK, "false");
