@@ -1157,7 +1157,10 @@ async fn recover<B: Backend>(
     checkpoint: Option<u64>,
 ) -> Result<u64, StoreError> {
     let bases: Vec<u64> = segments.keys().copied().collect();
-    let default_start = bases[bases.len().saturating_sub(2)];
+    // Without a checkpoint, start two segments before the newest file: the newest may be
+    // the one created ahead of need (empty), the one before it the one appends were in,
+    // and the one before that may still have had an unwritten tail at the crash.
+    let default_start = bases[bases.len().saturating_sub(3)];
     let mut pos = match checkpoint {
         Some(cp) if segments.contains_key(&segment_base(config, cp)) && cp >= bases[0] => cp,
         _ => default_start,

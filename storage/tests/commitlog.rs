@@ -373,6 +373,50 @@ fn the_next_segment_is_created_ahead_of_need() {
     });
 }
 
+/// A crash while appends were two segments past the last sync (the next segment was
+/// created ahead of need too): recovery without a checkpoint must find the end in the
+/// oldest unsynced segment, not trust a newer one's zeros.
+#[test]
+fn recovery_without_checkpoint_looks_behind_the_segment_created_ahead() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let flush = FlushMode::Async {
+            max_unwritten_bytes: 1 << 30,
+            sync_interval: Duration::from_secs(3600),
+        };
+        let log = CommitLog::open(backend.clone(), config(flush))
+            .await
+            .unwrap();
+        let mut i = 0;
+        while log.max_offset() < storage::commitlog::global_offset(3, 64 * 1024 + 4096) {
+            append_one(&log, i, 3000).await.unwrap();
+            i += 1;
+        }
+        // Let the flusher write (not sync) and the next segment be created.
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        assert_eq!(log.segment_bases().len(), 3);
+        drop(log);
+        backend.crash(CrashMode::DropUnsynced);
+        let log = CommitLog::open(backend.clone(), config(flush))
+            .await
+            .unwrap();
+        let mut seen = 0;
+        let count = log
+            .scan(log.min_offset(), |view| {
+                assert_eq!(view.queue_offset, seen);
+                seen += 1;
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, seen as u64);
+        assert!(
+            log.max_offset() <= storage::commitlog::global_offset(3, 0) + (seen as i64) * 4096,
+            "recovered end {} claims more than the {seen} readable records",
+            log.max_offset()
+        );
+    });
+}
+
 /// A record is readable at every moment after its append: also while the flusher has
 /// its chunk in flight to the disk (it used to be in neither the sealed list nor the
 /// cache then, and a read panicked).
