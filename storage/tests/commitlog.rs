@@ -410,7 +410,7 @@ fn recovery_without_checkpoint_looks_behind_the_segment_created_ahead() {
             .unwrap();
         assert_eq!(count, seen as u64);
         assert!(
-            log.max_offset() <= storage::commitlog::global_offset(3, 0) + (seen as i64) * 4096,
+            log.max_offset() <= storage::commitlog::global_offset(3, 0) + seen * 4096,
             "recovered end {} claims more than the {seen} readable records",
             log.max_offset()
         );
