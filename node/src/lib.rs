@@ -10,6 +10,7 @@
 //! - [`meta`]: topics, subscription groups and consumer offsets, persisted.
 //! - [`register`]: registration with the nameservers.
 
+pub mod addrsrv;
 pub mod broker;
 pub mod clients;
 pub mod config;

@@ -213,3 +213,24 @@ fn topic_and_consume_stats_count_every_queue() {
         String::from_utf8_lossy(&resp.body)
     );
 }
+
+/// A broker configured with an HTTP address server finds its nameserver there (the
+/// configured address is unreachable) and registers with it.
+#[test]
+fn nameservers_come_from_the_http_address_server() {
+    let ns = NameServerProcess::start(&["--http-listen", "127.0.0.1:0"]);
+    let http = ns.http.expect("http address in the status line");
+    let url = format!("namesrv_address_url=\"http://{http}/rocketmq/nsaddr\"");
+    let broker = BrokerProcess::start("127.0.0.1:1", &["--set", &url]);
+    let mut nsc = ns.connect();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || route(
+            &mut nsc, "TBW102"
+        )
+        .is_some_and(|r| r.broker_datas.iter().any(|b| b
+            .broker_addrs
+            .values()
+            .any(|a| *a == broker.addr().to_string())))),
+        "the broker did not register with the nameserver named by the address server"
+    );
+}
