@@ -46,11 +46,18 @@ pub struct Broker {
     /// Asks the registrar to register again now (topic configuration changed).
     pub register_now: flume::Sender<()>,
     pub shutting_down: AtomicBool,
+    /// `brokerPermission`, updatable at runtime (UPDATE_BROKER_CONFIG).
+    pub permission: std::sync::atomic::AtomicI32,
 }
 
 impl Broker {
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// The broker's permission bits (read 4, write 2).
+    pub fn permission(&self) -> i32 {
+        self.permission.load(Ordering::Relaxed)
     }
 
     /// Topic configuration changed: tell the nameservers soon.
@@ -185,6 +192,7 @@ pub fn run(
             .map_err(|e| StartError::Config(format!("message_delay_level: {e}")))?,
         register_now: register_tx,
         shutting_down: AtomicBool::new(false),
+        permission: std::sync::atomic::AtomicI32::new(config.broker_permission as i32),
     });
 
     // Shards report here once serving (or failing).

@@ -25,7 +25,14 @@ thread_local! {
 }
 
 fn register_request(broker: &Broker) -> RemotingCommand {
-    let wrapper = broker.meta.topics.serialize_wrapper();
+    let mut wrapper = broker.meta.topics.serialize_wrapper();
+    // A broker that may not be written (or read) registers its topics so.
+    let permission = broker.permission();
+    if permission & protocol::message::perm::READ_WRITE != protocol::message::perm::READ_WRITE {
+        for topic in wrapper.topic_config_table.values_mut() {
+            topic.perm &= permission;
+        }
+    }
     let body = json::to_vec(
         &RegisterBrokerBody {
             topic_config_serialize_wrapper: wrapper,

@@ -234,3 +234,170 @@ fn nameservers_come_from_the_http_address_server() {
         "the broker did not register with the nameserver named by the address server"
     );
 }
+
+#[test]
+fn offsets_reset_by_time_and_who_consumes_a_topic() {
+    use protocol::header::ResetOffsetRequestHeader;
+    let c = Cluster::start(&[]);
+    let mut client = c.connect_broker();
+    let topic = unique_name("Reset");
+    let group = unique_name("g_reset");
+    for i in 0..3 {
+        send_ok(
+            &mut client,
+            &OutMessage {
+                topic: &topic,
+                queue_id: 0,
+                body: format!("m{i}").as_bytes(),
+                ..Default::default()
+            },
+        );
+    }
+    pull(&mut client, &group, &topic, 0, 0, 32);
+    assert_eq!(
+        update_offset(&mut client, &group, &topic, 0, 3).code,
+        response::SUCCESS
+    );
+
+    // Who consumes it, and the whole offset table.
+    let resp = client.call(
+        RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_header(
+            &TopicRequestHeader {
+                topic: topic.clone(),
+            },
+        ),
+    );
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    let groups: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(groups["groupList"], serde_json::json!([group]));
+    let resp = client.call(RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET));
+    assert_eq!(resp.code, response::SUCCESS);
+    assert!(String::from_utf8_lossy(&resp.body).contains(&format!("{topic}@{group}")));
+
+    // A consumer of the group is online on another connection: it is told.
+    let mut consumer = c.connect_broker();
+    let hb = protocol::body::HeartbeatData {
+        client_id: "reset-client".into(),
+        consumer_data_set: vec![protocol::body::ConsumerData {
+            group_name: group.clone(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+            subscription_data_set: vec![protocol::body::SubscriptionData {
+                topic: topic.clone(),
+                sub_string: "*".into(),
+                ..Default::default()
+            }],
+            unit_mode: false,
+        }],
+        ..Default::default()
+    };
+    let resp = consumer.call(
+        RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
+            &hb,
+            JsonStyle::Standard,
+            &[],
+        )),
+    );
+    assert_eq!(resp.code, response::SUCCESS);
+
+    // Back to the first message stored at or after a time before all of them.
+    let reset = |client: &mut RemotingClient, timestamp: i64, force: bool| {
+        client.call(
+            RemotingCommand::request(request::INVOKE_BROKER_TO_RESET_OFFSET).with_header(
+                &ResetOffsetRequestHeader {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    queue_id: -1,
+                    offset: None,
+                    timestamp,
+                    is_force: force,
+                },
+            ),
+        )
+    };
+    let resp = reset(&mut client, now_ms() - 3_600_000, true);
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    assert!(
+        String::from_utf8_lossy(&resp.body).contains(":0"),
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(query_offset(&mut client, &group, &topic, 0), Some(0));
+    let told = (0..50).find_map(|_| {
+        consumer
+            .try_receive(std::time::Duration::from_millis(100))
+            .filter(|r| r.code == request::RESET_CONSUMER_CLIENT_OFFSET)
+    });
+    let told = told.expect("the online consumer is told of the reset");
+    assert!(String::from_utf8_lossy(&told.body).contains("\"queueId\":0"));
+    // To the end (-1): 3; not forced, a later offset than the group's stays.
+    assert_eq!(reset(&mut client, -1, true).code, response::SUCCESS);
+    assert_eq!(query_offset(&mut client, &group, &topic, 0), Some(3));
+    assert_eq!(
+        update_offset(&mut client, &group, &topic, 0, 1).code,
+        response::SUCCESS
+    );
+    assert_eq!(reset(&mut client, -1, false).code, response::SUCCESS);
+    assert_eq!(
+        query_offset(&mut client, &group, &topic, 0),
+        Some(1),
+        "not forced: the earlier offset stays"
+    );
+}
+
+#[test]
+fn broker_permission_changes_at_runtime() {
+    let c = Cluster::start(&[]);
+    let mut client = c.connect_broker();
+    let topic = unique_name("Perm");
+    send_ok(
+        &mut client,
+        &OutMessage {
+            topic: &topic,
+            queue_id: 0,
+            body: b"before",
+            ..Default::default()
+        },
+    );
+    let update = |client: &mut RemotingClient, text: &str| {
+        client.call(
+            RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+                .with_body(text.as_bytes().to_vec()),
+        )
+    };
+    // Read-only: sends refused, pulls served, routes say so.
+    assert_eq!(
+        update(&mut client, "brokerPermission=4\n").code,
+        response::SUCCESS
+    );
+    let resp = send_message(&mut client, &topic, 0, b"refused", None, None);
+    assert_eq!(resp.code, response::NO_PERMISSION, "{resp:?}");
+    assert_eq!(pull(&mut client, "g_perm", &topic, 0, 0, 32).1.len(), 1);
+    let mut ns = c.connect_ns();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || route(
+            &mut ns, &topic
+        )
+        .is_some_and(|r| r.queue_datas.iter().all(|q| q.perm == 4))),
+        "the nameserver never saw the read-only permission"
+    );
+    let resp = client.call(RemotingCommand::request(request::GET_BROKER_CONFIG));
+    assert!(String::from_utf8_lossy(&resp.body).contains("brokerPermission=4"));
+    // Keys that cannot change at runtime are refused, nothing applied.
+    let resp = update(&mut client, "brokerPermission=6\nlistenPort=1\n");
+    assert_eq!(resp.code, response::SYSTEM_ERROR);
+    assert!(resp.remark.unwrap_or_default().contains("listenPort"));
+    assert_eq!(
+        send_message(&mut client, &topic, 0, b"still refused", None, None).code,
+        response::NO_PERMISSION
+    );
+    assert_eq!(
+        update(&mut client, "brokerPermission=6").code,
+        response::SUCCESS
+    );
+    assert_eq!(
+        send_message(&mut client, &topic, 0, b"after", None, None).code,
+        response::SUCCESS
+    );
+}

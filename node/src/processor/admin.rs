@@ -343,7 +343,11 @@ pub async fn runtime_info(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Remoting
 }
 
 pub fn broker_config(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
-    let props = ctx.broker.config.to_properties();
+    let mut props = ctx.broker.config.to_properties();
+    props.insert(
+        "brokerPermission".to_owned(),
+        ctx.broker.permission().to_string(),
+    );
     let text = protocol::body::format_properties(&props);
     let version = ctx.broker.meta.topics.data_version();
     let version = serde_json::to_string(&version).unwrap_or_default();
@@ -547,4 +551,165 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Remotin
         entries.join(",")
     );
     req.response(response::SUCCESS).with_body(body.into_bytes())
+}
+
+/// INVOKE_BROKER_TO_RESET_OFFSET (222), as RocketMQ's `Broker2Client.resetOffset`: for
+/// every queue of the topic, the offset of the first message stored at or after
+/// `timestamp` (the max offset for -1), taken when `isForce` or when it lies before the
+/// group's offset. The group's offsets are set here and its online consumers told
+/// (RESET_CONSUMER_CLIENT_OFFSET, oneway) so they do not overwrite them.
+pub async fn reset_offset(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: protocol::header::ResetOffsetRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let broker = &ctx.broker;
+    let Some(config) = broker.meta.topics.get(&h.topic) else {
+        return req.error_response(
+            response::SYSTEM_ERROR,
+            format!(
+                "[reset-offset] reset offset failed, no topic in this broker. topic={}",
+                h.topic
+            ),
+        );
+    };
+    let queues = config.write_queue_nums;
+    let shards = ctx.shards();
+    let (topic, timestamp) = (h.topic.clone(), h.timestamp);
+    let found: Vec<Vec<(i32, i64)>> = ctx
+        .on_all(move |shard: Rc<ShardCtx>| {
+            let topic = topic.clone();
+            Box::pin(async move {
+                let mut out = Vec::new();
+                for q in
+                    (0..queues).filter(|&q| crate::shard::owner_of(&topic, q, shards) == shard.id)
+                {
+                    let offset = if timestamp == -1 {
+                        shard.store.max_queue_offset(&topic, q) as i64
+                    } else {
+                        shard
+                            .store
+                            .search_offset_by_time(&topic, q, timestamp)
+                            .await
+                            .map_or(0, |o| o as i64)
+                    };
+                    out.push((q, offset));
+                }
+                out
+            })
+        })
+        .await;
+    let mut table: Vec<(i32, i64)> = found.into_iter().flatten().collect();
+    table.sort_unstable();
+    let offsets = &broker.meta.offsets;
+    for (q, offset) in table.iter_mut() {
+        if h.queue_id >= 0 && *q != h.queue_id {
+            continue;
+        }
+        let current = offsets.query(&h.group, &h.topic, *q);
+        if !h.is_force {
+            if let Some(c) = current.filter(|&c| c >= 0 && c <= *offset) {
+                *offset = c;
+            }
+        }
+        offsets.commit(&h.group, &h.topic, *q, *offset);
+    }
+    if h.queue_id >= 0 {
+        table.retain(|(q, _)| *q == h.queue_id);
+    }
+    let broker_name = &broker.config.broker_name;
+    let body = format!(
+        "{{\"offsetTable\":{{{}}}}}",
+        table
+            .iter()
+            .map(|(q, o)| format!("{}:{o}", mq_key(&h.topic, broker_name, *q)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if let Some(info) = broker.clients.consumer_group(&h.group) {
+        let mut notify =
+            RemotingCommand::request(protocol::code::request::RESET_CONSUMER_CLIENT_OFFSET)
+                .with_header(&protocol::header::ResetOffsetRequestHeader {
+                    group: h.group.clone(),
+                    topic: h.topic.clone(),
+                    queue_id: h.queue_id,
+                    offset: h.offset,
+                    timestamp: h.timestamp,
+                    is_force: h.is_force,
+                })
+                .with_body(body.clone().into_bytes())
+                .with_oneway();
+        notify.remark = None;
+        for channel in info.channels.values() {
+            ctx.deliver(channel.conn, notify.clone(), false);
+        }
+    }
+    req.response(response::SUCCESS).with_body(body.into_bytes())
+}
+
+/// GET_ALL_CONSUMER_OFFSET (43): the whole offset table, as `consumerOffset.json`.
+pub fn all_consumer_offsets(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    req.response(response::SUCCESS)
+        .with_body(ctx.broker.meta.offsets.to_json())
+}
+
+/// QUERY_TOPIC_CONSUME_BY_WHO (300): groups that subscribe to or have offsets in a topic.
+pub fn topic_consumed_by(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let h: TopicRequestHeader = match req.header() {
+        Ok(h) => h,
+        Err(e) => return super::bad_header(req, e),
+    };
+    let broker = &ctx.broker;
+    let mut groups: std::collections::BTreeSet<String> = broker
+        .meta
+        .offsets
+        .groups_for_topic(&h.topic)
+        .into_iter()
+        .collect();
+    for g in broker.clients.consumer_groups() {
+        if broker.clients.subscription(&g, &h.topic).is_some() {
+            groups.insert(g);
+        }
+    }
+    let body = serde_json::json!({ "groupList": groups });
+    req.response(response::SUCCESS)
+        .with_body(body.to_string().into_bytes())
+}
+
+/// UPDATE_BROKER_CONFIG (25): the keys that can change while running (today
+/// `brokerPermission`, as `mqadmin wipeWritePerm`-style operations use). Any other key
+/// is refused and nothing is applied; restart with the new config for those.
+pub fn update_broker_config(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
+    let text = String::from_utf8_lossy(&req.body);
+    let props = protocol::body::parse_properties(&text);
+    let refused: Vec<&str> = props
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "brokerPermission")
+        .collect();
+    if !refused.is_empty() {
+        return req.error_response(
+            response::SYSTEM_ERROR,
+            format!(
+                "these keys cannot change at runtime (restart with them in the config): {}",
+                refused.join(", ")
+            ),
+        );
+    }
+    if let Some(v) = props.get("brokerPermission") {
+        match v.trim().parse::<i32>() {
+            Ok(p) if (0..=7).contains(&p) => {
+                ctx.broker.permission.store(p, Ordering::Relaxed);
+                tracing::info!(permission = p, "broker permission updated");
+                ctx.broker.topics_changed();
+            }
+            _ => {
+                return req.error_response(
+                    response::SYSTEM_ERROR,
+                    format!("brokerPermission {v:?} is not 0..=7"),
+                )
+            }
+        }
+    }
+    req.response(response::SUCCESS)
 }

@@ -136,7 +136,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
         Err(e) => return super::bad_header(req, e),
     };
     let broker = &ctx.broker;
-    if !perm::is_readable(broker.config.broker_permission as i32) {
+    if !perm::is_readable(broker.permission()) {
         return req.error_response(
             response::NO_PERMISSION,
             format!(

@@ -37,7 +37,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     };
     let broker = &ctx.broker;
     let config = &broker.config;
-    if !perm::is_writeable(config.broker_permission as i32) {
+    if !perm::is_writeable(broker.permission()) {
         return req.error_response(
             response::NO_PERMISSION,
             format!(

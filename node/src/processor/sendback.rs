@@ -46,7 +46,7 @@ pub async fn send_back(
         Err(e) => return super::bad_header(req, e),
     };
     let broker = &ctx.broker;
-    if !perm::is_writeable(broker.config.broker_permission as i32) {
+    if !perm::is_writeable(broker.permission()) {
         return req.error_response(
             response::NO_PERMISSION,
             format!(
