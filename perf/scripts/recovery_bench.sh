@@ -4,6 +4,7 @@
 #   perf/scripts/recovery_bench.sh 10     (needs $1 GiB + 2 GiB free; DATA=dir to relocate)
 set -u
 cd "$(dirname "$0")/../.."
+cargo build --release -q -p nameserver -p node -p perf --bins
 GIB=$1
 D=${DATA:-./recovery-bench-data}
 rm -rf $D; mkdir -p $D
