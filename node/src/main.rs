@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// RocketMQ-compatible broker. Settings apply in this order, later winning: defaults,
 /// `--config`, `--broker-conf`, env NAMESRV_ADDR, the other flags, `--set`.
 #[derive(Debug, Parser)]
