@@ -1,3 +1,9 @@
-//! Client library: producers and consumers speaking the RocketMQ remoting protocol, and the admin CLI built on it.
+//! Client side of the RocketMQ remoting protocol: a small blocking connection
+//! ([`remoting`]) and the admin CLI built on it ([`admin`], binary `rmqadmin`).
 //!
-//! Not built yet: this crate is a placeholder in the workspace layout.
+//! The admin tool speaks only the remoting protocol, through the `protocol` crate, so it
+//! works against our nameserver and broker and against Apache RocketMQ itself. Not here
+//! yet: the async producer and consumer library (issue 6's other half).
+
+pub mod admin;
+pub mod remoting;

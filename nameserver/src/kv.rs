@@ -105,9 +105,12 @@ impl KvConfig {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
-        }
+        // A bare file name's parent is "": the current directory.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(&KvFile {
             config_table: self.table.clone(),
@@ -120,11 +123,9 @@ impl KvConfig {
             f.sync_all().map_err(|e| io("sync", e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| io("rename onto", e))?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("sync the directory of", e))?;
-        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync the directory of", e))?;
         Ok(())
     }
 }
@@ -148,5 +149,17 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert!(matches!(KvConfig::open(&path), Err(KvError::Parse { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A bare file name (relative to the working directory) has an empty parent.
+    #[test]
+    fn a_bare_file_name_persists_in_the_working_directory() {
+        let name = format!("kv-bare-name-test-{}.json", std::process::id());
+        let path = std::path::Path::new(&name);
+        let mut kv = KvConfig::open(path).unwrap();
+        kv.put("ns", "k", "v").unwrap();
+        kv.delete("ns", "k").unwrap();
+        assert!(path.exists());
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -943,3 +943,67 @@ pub fn unique_name(prefix: &str) -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{prefix}_{}_{n}", std::process::id())
 }
+
+/// What one run of the `rmqadmin` binary produced.
+#[derive(Debug)]
+pub struct AdminRun {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl AdminRun {
+    /// stdout as JSON (for `--json` runs); panics with both streams if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "rmqadmin stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `rmqadmin -n <namesrv> <args>` (the binary `cargo build --bins` built) with
+/// `NAMESRV_ADDR` unset, and waits for it (at most 60 s).
+pub fn rmqadmin(namesrv: Option<&str>, args: &[&str]) -> AdminRun {
+    let mut cmd = Command::new(binary("rmqadmin"));
+    cmd.env_remove("NAMESRV_ADDR");
+    if let Some(ns) = namesrv {
+        cmd.args(["-n", ns]);
+    }
+    rmqadmin_with(cmd, args)
+}
+
+/// Runs a prepared `rmqadmin` command (environment set by the caller) with `args`.
+pub fn rmqadmin_with(mut cmd: Command, args: &[&str]) -> AdminRun {
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rmqadmin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("rmqadmin {args:?} did not finish within 60 s");
+    });
+    AdminRun {
+        code: status.code(),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
