@@ -48,11 +48,10 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<String>, FetchError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
+    // One write: a server that answers after the first bytes and closes would reset a
+    // connection that still has unread request bytes.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(io)?;
     let mut answer = Vec::new();
     stream
         .take(MAX_ANSWER as u64)
@@ -96,8 +95,15 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // Read the whole request head before answering and closing.
+            let mut head = Vec::new();
             let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             s.write_all(answer.as_bytes()).unwrap();
         });
         format!("http://127.0.0.1:{port}/rocketmq/nsaddr")
