@@ -7,13 +7,12 @@
 //! Every change bumps the `DataVersion` and rewrites the file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::path::Path;
 
 use protocol::body::{DataVersion, SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
 use super::topics::validate_group_name;
-use super::{lock, read, write, MetaError};
+use super::MetaError;
 
 pub const FILE_NAME: &str = "subscriptionGroup.json";
 
@@ -61,10 +60,7 @@ struct State {
 /// return.
 #[derive(Debug)]
 pub struct SubscriptionGroupStore {
-    path: PathBuf,
-    state: RwLock<State>,
-    /// Serialises changes and file writes (see `TopicStore`).
-    writer: Mutex<()>,
+    file: super::Persisted<State>,
 }
 
 impl SubscriptionGroupStore {
@@ -102,25 +98,26 @@ impl SubscriptionGroupStore {
             None => (BTreeMap::new(), super::new_data_version(), true),
         };
         let store = SubscriptionGroupStore {
-            path,
-            state: RwLock::new(State {
-                table,
-                forbidden,
-                data_version,
-                dirty: missing_system,
-            }),
-            writer: Mutex::new(()),
+            file: super::Persisted::new(
+                path,
+                State {
+                    table,
+                    forbidden,
+                    data_version,
+                    dirty: missing_system,
+                },
+            ),
         };
         store.persist()?;
         Ok(store)
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
-        read(&self.state).table.get(group).cloned()
+        self.file.read().table.get(group).cloned()
     }
 
     pub fn contains(&self, group: &str) -> bool {
-        read(&self.state).table.contains_key(group)
+        self.file.read().table.contains_key(group)
     }
 
     /// Inserts or replaces a group (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), bumps the data
@@ -146,16 +143,16 @@ impl SubscriptionGroupStore {
 
     /// Every group, sorted by name.
     pub fn all(&self) -> Vec<SubscriptionGroupConfig> {
-        read(&self.state).table.values().cloned().collect()
+        self.file.read().table.values().cloned().collect()
     }
 
     pub fn data_version(&self) -> DataVersion {
-        read(&self.state).data_version
+        self.file.read().data_version
     }
 
     /// The whole table as GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers it.
     pub fn wrapper(&self) -> SubscriptionGroupWrapper {
-        let st = read(&self.state);
+        let st = self.file.read();
         SubscriptionGroupWrapper {
             subscription_group_table: st.table.clone(),
             forbidden_table: st.forbidden.clone(),
@@ -193,41 +190,18 @@ impl SubscriptionGroupStore {
     /// Writes the file if a previous write failed. Changes are otherwise written as they
     /// happen.
     pub fn persist(&self) -> Result<(), MetaError> {
-        let _writer = lock(&self.writer);
-        let bytes = {
-            let st = read(&self.state);
-            if !st.dirty {
-                return Ok(());
-            }
-            encode(&st)
-        };
-        super::write_atomic(&self.path, &bytes)?;
-        write(&self.state).dirty = false;
-        Ok(())
+        self.file.persist()
     }
 
     pub fn is_dirty(&self) -> bool {
-        read(&self.state).dirty
+        self.file.is_dirty()
     }
 
     /// Applies `f` (returning its result and whether it changed anything); on a change,
     /// bumps the version and writes the file. If the write fails the change stays in
     /// memory, marked dirty, and the error is returned.
     fn change<R>(&self, f: impl FnOnce(&mut State) -> (R, bool)) -> Result<R, MetaError> {
-        let _writer = lock(&self.writer);
-        let (result, bytes) = {
-            let mut st = write(&self.state);
-            let (result, changed) = f(&mut st);
-            if !changed {
-                return Ok(result);
-            }
-            super::next_version(&mut st.data_version);
-            st.dirty = true;
-            (result, encode(&st))
-        };
-        super::write_atomic(&self.path, &bytes)?;
-        write(&self.state).dirty = false;
-        Ok(result)
+        self.file.change(f)
     }
 }
 
@@ -236,6 +210,21 @@ fn check_name(group: &str) -> Result<(), MetaError> {
         name: group.to_owned(),
         reason,
     })
+}
+
+impl super::FileState for State {
+    fn data_version_mut(&mut self) -> &mut DataVersion {
+        &mut self.data_version
+    }
+    fn dirty_mut(&mut self) -> &mut bool {
+        &mut self.dirty
+    }
+    fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+    fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
 }
 
 /// The file as RocketMQ writes it (`SubscriptionGroupManager` serialized, pretty).

@@ -276,3 +276,76 @@ mod tests {
         assert_send_sync::<Metadata>();
     }
 }
+
+/// What a store keeps in one JSON file: its tables plus RocketMQ's data version and a
+/// dirty flag (a write failed; the next `persist` retries).
+pub(crate) trait FileState {
+    fn data_version_mut(&mut self) -> &mut DataVersion;
+    fn dirty_mut(&mut self) -> &mut bool;
+    fn is_dirty(&self) -> bool;
+    /// The file's bytes, as RocketMQ writes it.
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// A store's state, written to `path` after every change. Changes and writes are
+/// serialised (files are written in change order) while readers only wait for the
+/// in-memory change.
+#[derive(Debug)]
+pub(crate) struct Persisted<S> {
+    path: PathBuf,
+    state: RwLock<S>,
+    writer: Mutex<()>,
+}
+
+impl<S: FileState> Persisted<S> {
+    pub(crate) fn new(path: PathBuf, state: S) -> Self {
+        Self {
+            path,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, S> {
+        read(&self.state)
+    }
+
+    /// Applies `f` (returning its result and whether it changed anything); on a change,
+    /// bumps the version and writes the file. If the write fails the change stays in
+    /// memory, marked dirty, and the error is returned.
+    pub(crate) fn change<R>(&self, f: impl FnOnce(&mut S) -> (R, bool)) -> Result<R, MetaError> {
+        let _writer = lock(&self.writer);
+        let (result, bytes) = {
+            let mut st = write(&self.state);
+            let (result, changed) = f(&mut st);
+            if !changed {
+                return Ok(result);
+            }
+            next_version(st.data_version_mut());
+            *st.dirty_mut() = true;
+            (result, st.encode())
+        };
+        write_atomic(&self.path, &bytes)?;
+        *write(&self.state).dirty_mut() = false;
+        Ok(result)
+    }
+
+    /// Writes the file if a previous write failed (or the state started dirty).
+    pub(crate) fn persist(&self) -> Result<(), MetaError> {
+        let _writer = lock(&self.writer);
+        let bytes = {
+            let st = read(&self.state);
+            if !st.is_dirty() {
+                return Ok(());
+            }
+            st.encode()
+        };
+        write_atomic(&self.path, &bytes)?;
+        *write(&self.state).dirty_mut() = false;
+        Ok(())
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        read(&self.state).is_dirty()
+    }
+}

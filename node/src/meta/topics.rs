@@ -8,13 +8,12 @@
 //! registrations) and rewrites the file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::path::Path;
 
 use protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 use protocol::message::perm;
 
-use super::{lock, read, write, MetaError};
+use super::MetaError;
 use crate::config::BrokerConfig;
 
 pub const FILE_NAME: &str = "topics.json";
@@ -207,14 +206,10 @@ struct State {
 /// disk before they return.
 #[derive(Debug)]
 pub struct TopicStore {
-    path: PathBuf,
     auto_create_topic_enable: bool,
     /// This broker's names `TopicValidator.addSystemTopic` adds at start.
     own_system_topics: BTreeSet<String>,
-    state: RwLock<State>,
-    /// Serialises changes and file writes, so that files are written in change order
-    /// while readers only wait for the in-memory change.
-    writer: Mutex<()>,
+    file: super::Persisted<State>,
 }
 
 impl TopicStore {
@@ -259,26 +254,27 @@ impl TopicStore {
             None => (super::new_data_version(), true),
         };
         let store = TopicStore {
-            path,
             auto_create_topic_enable: broker.auto_create_topic_enable,
             own_system_topics,
-            state: RwLock::new(State {
-                table,
-                data_version,
-                dirty: missing_system,
-            }),
-            writer: Mutex::new(()),
+            file: super::Persisted::new(
+                path,
+                State {
+                    table,
+                    data_version,
+                    dirty: missing_system,
+                },
+            ),
         };
         store.persist()?;
         Ok(store)
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
-        read(&self.state).table.get(topic).cloned()
+        self.file.read().table.get(topic).cloned()
     }
 
     pub fn contains(&self, topic: &str) -> bool {
-        read(&self.state).table.contains_key(topic)
+        self.file.read().table.contains_key(topic)
     }
 
     /// Inserts or replaces a topic (UPDATE_AND_CREATE_TOPIC), bumps the data version and
@@ -301,16 +297,16 @@ impl TopicStore {
 
     /// Every topic, sorted by name.
     pub fn all(&self) -> Vec<TopicConfig> {
-        read(&self.state).table.values().cloned().collect()
+        self.file.read().table.values().cloned().collect()
     }
 
     pub fn data_version(&self) -> DataVersion {
-        read(&self.state).data_version
+        self.file.read().data_version
     }
 
     /// The table and data version as REGISTER_BROKER and GET_ALL_TOPIC_CONFIG send them.
     pub fn serialize_wrapper(&self) -> TopicConfigSerializeWrapper {
-        let st = read(&self.state);
+        let st = self.file.read();
         TopicConfigSerializeWrapper {
             topic_config_table: st.table.clone(),
             data_version: st.data_version,
@@ -395,21 +391,11 @@ impl TopicStore {
     /// Writes the file if a previous write failed. Changes are otherwise written as they
     /// happen.
     pub fn persist(&self) -> Result<(), MetaError> {
-        let _writer = lock(&self.writer);
-        let bytes = {
-            let st = read(&self.state);
-            if !st.dirty {
-                return Ok(());
-            }
-            encode(&st)
-        };
-        super::write_atomic(&self.path, &bytes)?;
-        write(&self.state).dirty = false;
-        Ok(())
+        self.file.persist()
     }
 
     pub fn is_dirty(&self) -> bool {
-        read(&self.state).dirty
+        self.file.is_dirty()
     }
 
     /// Applies `f` (returning its result and whether it changed the table); on a change,
@@ -419,20 +405,7 @@ impl TopicStore {
         &self,
         f: impl FnOnce(&mut BTreeMap<String, TopicConfig>) -> (R, bool),
     ) -> Result<R, MetaError> {
-        let _writer = lock(&self.writer);
-        let (result, bytes) = {
-            let mut st = write(&self.state);
-            let (result, changed) = f(&mut st.table);
-            if !changed {
-                return Ok(result);
-            }
-            super::next_version(&mut st.data_version);
-            st.dirty = true;
-            (result, encode(&st))
-        };
-        super::write_atomic(&self.path, &bytes)?;
-        write(&self.state).dirty = false;
-        Ok(result)
+        self.file.change(|st| f(&mut st.table))
     }
 }
 
@@ -441,6 +414,21 @@ fn check_name(topic: &str) -> Result<(), MetaError> {
         name: topic.to_owned(),
         reason,
     })
+}
+
+impl super::FileState for State {
+    fn data_version_mut(&mut self) -> &mut DataVersion {
+        &mut self.data_version
+    }
+    fn dirty_mut(&mut self) -> &mut bool {
+        &mut self.dirty
+    }
+    fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+    fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
 }
 
 /// The file as RocketMQ writes it (pretty, like `persist()`'s `encode(true)`).
