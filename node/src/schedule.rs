@@ -21,7 +21,7 @@
 //! most what was delivered since the last persist (at-least-once), never loses one.
 
 use bytes::Bytes;
-use protocol::message::record::{decode_record, RecordWriter};
+use protocol::message::record::decode_record;
 use protocol::message::{append_property, iter_properties, java_string_hash, property};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -263,28 +263,8 @@ async fn deliver(
             append_property(&mut properties, k, v);
         }
     }
-    let mut records = [RecordWriter {
-        queue_id,
-        flag: view.flag,
-        queue_offset: 0,
-        physical_offset: 0,
-        sys_flag: view.sys_flag,
-        born_timestamp: view.born_timestamp,
-        born_host: view.born_host,
-        store_timestamp: 0,
-        store_host: ctx.broker.store_host,
-        reconsume_times: view.reconsume_times,
-        prepared_transaction_offset: view.prepared_transaction_offset,
-        body: &view.body,
-        topic: &topic,
-        properties: &properties,
-    }];
-    let appended = ctx
-        .store
-        .put(&mut records, wall_ms())
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::processor::send::notify_stored(ctx, &topic, queue_id, appended, true);
+    let record = crate::shard::restore(view, &topic, queue_id, &properties, ctx.broker.store_host);
+    ctx.put_one(record).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -296,28 +276,14 @@ async fn requeue_timer(
 ) -> Result<(), String> {
     let level = timer_level(remaining_ms, &ctx.broker.timer_levels);
     let queue = timer_queue(level, ctx.id, ctx.shards());
-    let mut records = [RecordWriter {
-        queue_id: queue,
-        flag: view.flag,
-        queue_offset: 0,
-        physical_offset: 0,
-        sys_flag: view.sys_flag,
-        born_timestamp: view.born_timestamp,
-        born_host: view.born_host,
-        store_timestamp: 0,
-        store_host: ctx.broker.store_host,
-        reconsume_times: view.reconsume_times,
-        prepared_transaction_offset: view.prepared_transaction_offset,
-        body: &view.body,
-        topic: TIMER_TOPIC,
-        properties: &view.properties,
-    }];
-    let appended = ctx
-        .store
-        .put(&mut records, wall_ms())
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::processor::send::notify_stored(ctx, TIMER_TOPIC, queue, appended, true);
+    let record = crate::shard::restore(
+        view,
+        TIMER_TOPIC,
+        queue,
+        &view.properties,
+        ctx.broker.store_host,
+    );
+    ctx.put_one(record).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -245,6 +245,72 @@ impl ShardCtx {
     }
 }
 
+impl ShardCtx {
+    /// The record stored at a commit-log `offset` of this shard (size from its first
+    /// four bytes, bounded by the largest record the broker accepts), decoded.
+    pub async fn read_record_at(
+        &self,
+        offset: i64,
+    ) -> Option<protocol::message::record::RecordView> {
+        if storage::commitlog::split_offset(offset).0 as usize != self.id {
+            return None;
+        }
+        let log = self.store.log();
+        let head = log.read(offset, 4).await.ok()?;
+        let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let max = self.broker.config.max_message_size + 64 * 1024;
+        if size <= 0 || size as usize > max {
+            return None;
+        }
+        let record = log.read(offset, size as usize).await.ok()?;
+        let bytes = bytes::Bytes::copy_from_slice(&record);
+        protocol::message::record::decode_record(&bytes, 0, false).ok()
+    }
+
+    /// Stores one record on this shard, which owns its queue, and wakes the queue's
+    /// readers (once durable under sync flush). Nobody waits for the flush here.
+    pub async fn put_one(
+        self: &Rc<Self>,
+        record: protocol::message::record::RecordWriter<'_>,
+    ) -> Result<storage::commitlog::Appended, storage::StoreError> {
+        let mut records = [record];
+        let appended = self
+            .store
+            .put(&mut records, crate::broker::wall_ms())
+            .await?;
+        let r = &records[0];
+        crate::processor::send::notify_stored(self, r.topic, r.queue_id, appended, true);
+        Ok(appended)
+    }
+}
+
+/// A stored message put again elsewhere (its real queue, a retry or timer queue): the
+/// same body, flags, born and reconsume fields, a fresh store host.
+pub fn restore<'a>(
+    view: &'a protocol::message::record::RecordView,
+    topic: &'a str,
+    queue_id: i32,
+    properties: &'a [u8],
+    store_host: SocketAddr,
+) -> protocol::message::record::RecordWriter<'a> {
+    protocol::message::record::RecordWriter {
+        queue_id,
+        flag: view.flag,
+        queue_offset: 0,
+        physical_offset: 0,
+        sys_flag: view.sys_flag,
+        born_timestamp: view.born_timestamp,
+        born_host: view.born_host,
+        store_timestamp: 0,
+        store_host,
+        reconsume_times: view.reconsume_times,
+        prepared_transaction_offset: view.prepared_transaction_offset,
+        body: &view.body,
+        topic,
+        properties,
+    }
+}
+
 /// Serves the mesh: runs tasks other shards send and hands over deliveries.
 pub async fn serve_mesh(ctx: Rc<ShardCtx>, rx: flume::Receiver<ShardMsg>) {
     while let Ok(msg) = rx.recv_async().await {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use protocol::body::TopicConfig;
 use protocol::code::response;
 use protocol::header::ConsumerSendMsgBackRequestHeader;
-use protocol::message::record::{decode_record, RecordWriter};
+use protocol::message::record::RecordWriter;
 use protocol::message::{append_property, get_property, iter_properties, perm, property};
 use protocol::RemotingCommand;
 use std::net::SocketAddr;
@@ -82,22 +82,7 @@ pub async fn send_back(
             format!("look message by offset failed, {}", h.offset),
         )
     };
-    let (shard, _) = storage::commitlog::split_offset(h.offset);
-    if shard as usize != ctx.id {
-        return not_found();
-    }
-    let log = ctx.store.log();
-    let Ok(head) = log.read(h.offset, 4).await else {
-        return not_found();
-    };
-    let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    if size <= 0 || size as usize > broker.config.max_message_size + 64 * 1024 {
-        return not_found();
-    }
-    let Ok(record) = log.read(h.offset, size as usize).await else {
-        return not_found();
-    };
-    let Ok(view) = decode_record(&Bytes::copy_from_slice(&record), 0, false) else {
+    let Some(view) = ctx.read_record_at(h.offset).await else {
         return not_found();
     };
 
@@ -195,7 +180,7 @@ async fn put_owned(ctx: &Rc<ShardCtx>, msg: Owned) -> Result<(), String> {
         ),
         None => (msg.topic.clone(), msg.queue_id, msg.properties.clone()),
     };
-    let mut records = [RecordWriter {
+    let record = RecordWriter {
         queue_id,
         flag: msg.flag,
         queue_offset: 0,
@@ -210,12 +195,7 @@ async fn put_owned(ctx: &Rc<ShardCtx>, msg: Owned) -> Result<(), String> {
         body: &msg.body,
         topic: &topic,
         properties: &properties,
-    }];
-    let appended = ctx
-        .store
-        .put(&mut records, wall_ms())
-        .await
-        .map_err(|e| e.to_string())?;
-    super::send::notify_stored(ctx, &topic, queue_id, appended, true);
+    };
+    ctx.put_one(record).await.map_err(|e| e.to_string())?;
     Ok(())
 }
