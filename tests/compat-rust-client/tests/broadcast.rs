@@ -7,22 +7,21 @@
 //! deadlines ("eventually"), and checks content: bodies, tags, keys, exactly-once
 //! delivery to each consumer.
 
-use e2e::{query_offset, unique_name, Cluster};
-use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    MessageQueueListener, SendStatus, TelemetryHandle,
+mod common;
+
+use common::{
+    body_text, client_config, push_consumer, record_deliveries, start_cluster, AssignmentRecorder,
+    Harness, Settings,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use e2e::{query_offset, unique_name, Cluster};
+use rocketmq_client_rust::{ClientRuntime, DefaultMQProducer, DefaultMQPushConsumer, SendStatus};
 use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The client runs listeners on its runtime's metadata-I/O blocking lane, which by
 /// default queues only 8 tasks per core and fails the rest: a failed consume is
@@ -30,17 +29,9 @@ use std::time::{Duration, Instant};
 /// and gets it again 10 s later). One pull of a backlog submits one consume task per
 /// message, so the queue is made deep enough for every message a test sends (Java's
 /// consume executor queue is unbounded).
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    let mut config = RuntimeConfig {
-        thread_name: "compat-broadcast".into(),
-        worker_threads: 2,
-        ..Default::default()
-    };
-    config.blocking_lane_policies.metadata_io.max_queue_depth = 4_096;
-    RuntimeOwner::plan(config)
-        .expect("runtime plan")
-        .build()
-        .expect("runtime")
+static HARNESS: Harness = Harness::new(Settings {
+    consume_queue_depth: Some(4_096),
+    ..Settings::new("compat-broadcast", "compat_bc_producer")
 });
 
 /// Where broadcast consumers of this test process keep their offsets (instead of
@@ -69,52 +60,8 @@ fn remove_offset_files(instances: &[&str]) {
     let _ = std::fs::remove_dir(&*OFFSET_DIR);
 }
 
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
-
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(40);
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str, instance: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .producer_group(unique_name("compat_bc_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
-}
-
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One message as a consumer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,31 +77,11 @@ impl Got {
     fn from_ext(msg: &MessageExt) -> Self {
         let inner = msg.message_inner();
         Self {
-            body: String::from_utf8(msg.body().map(|b| b.to_vec()).unwrap_or_default())
-                .expect("UTF-8 body"),
+            body: body_text(msg),
             tags: inner.tags().map(str::to_owned),
             keys: inner.property("KEYS").map(str::to_owned),
             queue_id: msg.queue_id(),
             queue_offset: msg.queue_offset(),
-        }
-    }
-}
-
-/// Records the queues of `topic` a rebalance assigned to one consumer.
-struct AssignmentRecorder {
-    topic: String,
-    assigned: Arc<Mutex<BTreeSet<i32>>>,
-}
-
-impl MessageQueueListener for AssignmentRecorder {
-    fn message_queue_changed(
-        &self,
-        topic: &str,
-        _all: &HashSet<MessageQueue>,
-        assigned: &HashSet<MessageQueue>,
-    ) {
-        if topic == self.topic {
-            *self.assigned.lock().expect("lock") = assigned.iter().map(|q| q.queue_id()).collect();
         }
     }
 }
@@ -195,27 +122,14 @@ async fn start_consumer(
             .join(group);
         std::fs::create_dir_all(&dir).expect("create the local offset directory");
     }
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .consumer_group(group.to_string())
-        .message_model(model)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    let mut inner = push_consumer(rt, ns, instance, group, model)
         .message_queue_listener(Some(Arc::new(AssignmentRecorder {
             topic: topic.to_owned(),
             assigned: assigned.clone(),
         })))
         .build();
     inner.subscribe(topic, "*").await.expect("subscribe");
-    let sink = got.clone();
-    inner.register_message_listener_concurrently(
-        move |msgs: &[&MessageExt],
-              _: &ConsumeConcurrentlyContext|
-              -> Result<ConsumeConcurrentlyStatus, ClientError> {
-            let mut sink = sink.lock().expect("lock");
-            sink.extend(msgs.iter().map(|m| Got::from_ext(m)));
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-        },
-    );
+    record_deliveries(&mut inner, &got, |m, _| Got::from_ext(m));
     inner.start().await.expect("consumer start");
     Consumer {
         inner,
@@ -261,11 +175,12 @@ async fn assert_received_exactly(
     expected: &BTreeMap<String, (String, String)>,
     what: &str,
 ) {
-    let complete = wait_until(DEADLINE, || {
-        let got: BTreeSet<String> = consumer.received().into_iter().map(|g| g.body).collect();
-        expected.keys().all(|b| got.contains(b))
-    })
-    .await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || {
+            let got: BTreeSet<String> = consumer.received().into_iter().map(|g| g.body).collect();
+            expected.keys().all(|b| got.contains(b))
+        })
+        .await;
     let got = consumer.received();
     if !complete {
         let mut by_queue: BTreeMap<i32, Vec<String>> = BTreeMap::new();
@@ -323,13 +238,13 @@ fn assert_no_broker_offsets(c: &Cluster, group: &str, topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_broadcast_consumers_of_one_group_each_receive_every_message() {
     LazyLock::force(&OFFSET_DIR);
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatBroadcast");
     let group = unique_name("compat_broadcast_group");
     let (ia, ib) = (unique_name("bc_a"), unique_name("bc_b"));
-    let rt = client_runtime("broadcast-two");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("broadcast-two");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     // Create the topic (4 queues, from TBW102) before anyone subscribes.
     let mut expected = send_some(&producer, &topic, "warmup", 4).await;
 
@@ -360,14 +275,14 @@ async fn two_broadcast_consumers_of_one_group_each_receive_every_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_broadcast_consumer_resumes_from_its_local_offsets() {
     LazyLock::force(&OFFSET_DIR);
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatBroadcastResume");
     let group = unique_name("compat_broadcast_resume");
     let clustering_group = unique_name("compat_clustering_beside");
     let (ia, ib, ic) = (unique_name("bc_a"), unique_name("bc_b"), unique_name("cl"));
-    let rt = client_runtime("broadcast-resume");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("broadcast-resume");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     let first = send_some(&producer, &topic, "first", 20).await;
 
     let mut a = start_consumer(&rt, &ns, &group, &topic, &ia, MessageModel::Broadcasting).await;

@@ -5,69 +5,31 @@
 //! deadlines ("eventually"), and checks content: bodies, tags, keys, user properties,
 //! exactly-once delivery.
 
-use e2e::{decode_records, query_offset, unique_name, Cluster};
-use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientInstanceHandle, ClientRuntime, ClientRuntimeConfig,
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageQueueListener, SendResult, SendStatus,
-    TelemetryHandle,
+mod common;
+
+use common::{
+    body_text, client_config, push_consumer, record_deliveries, start_cluster, AssignmentRecorder,
+    Harness, Settings,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use e2e::{decode_records, now_ms, query_offset, unique_name};
+use rocketmq_client_rust::{
+    ClientError, ClientInstanceHandle, ClientRuntime, DefaultMQProducer, DefaultMQPushConsumer,
+    SendResult, SendStatus,
+};
 use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::code::request_code::RequestCode;
 use rocketmq_protocol::protocol::header::query_message_request_header::QueryMessageRequestHeader;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_protocol::protocol::remoting_command::RemotingCommand;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "compat-broker".into(),
-        worker_threads: 2,
-        ..Default::default()
-    })
-    .expect("runtime plan")
-    .build()
-    .expect("runtime")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
+static HARNESS: Harness = Harness::new(Settings::new("compat-broker", "compat_producer"));
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(40);
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str, instance: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .producer_group(unique_name("compat_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
-}
 
 /// One message as a consumer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +47,7 @@ impl Got {
     fn from_ext(msg: &MessageExt) -> Self {
         let inner = msg.message_inner();
         Self {
-            body: String::from_utf8(msg.body().map(|b| b.to_vec()).unwrap_or_default())
-                .expect("UTF-8 body"),
+            body: body_text(msg),
             tags: inner.tags().map(str::to_owned),
             keys: inner.property("KEYS").map(str::to_owned),
             user: inner.property("userProp").map(str::to_owned),
@@ -116,26 +77,6 @@ fn message(topic: &str, body: &str, exp: &Expected) -> Message {
         .build_unchecked()
 }
 
-/// Records the queues of `topic` a rebalance assigned to one consumer (rebalances of the
-/// group's `%RETRY%` topic are reported too, and ignored).
-struct AssignmentRecorder {
-    topic: String,
-    assigned: Arc<Mutex<BTreeSet<i32>>>,
-}
-
-impl MessageQueueListener for AssignmentRecorder {
-    fn message_queue_changed(
-        &self,
-        topic: &str,
-        _all: &HashSet<MessageQueue>,
-        assigned: &HashSet<MessageQueue>,
-    ) {
-        if topic == self.topic {
-            *self.assigned.lock().expect("lock") = assigned.iter().map(|q| q.queue_id()).collect();
-        }
-    }
-}
-
 struct Consumer {
     inner: DefaultMQPushConsumer,
     got: Arc<Mutex<Vec<Got>>>,
@@ -163,27 +104,14 @@ async fn start_consumer(
 ) -> Consumer {
     let got = Arc::new(Mutex::new(Vec::new()));
     let assigned = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .consumer_group(group.to_string())
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    let mut inner = push_consumer(rt, ns, instance, group, MessageModel::Clustering)
         .message_queue_listener(Some(Arc::new(AssignmentRecorder {
             topic: topic.to_owned(),
             assigned: assigned.clone(),
         })))
         .build();
     inner.subscribe(topic, "*").await.expect("subscribe");
-    let sink = got.clone();
-    inner.register_message_listener_concurrently(
-        move |msgs: &[&MessageExt],
-              _: &ConsumeConcurrentlyContext|
-              -> Result<ConsumeConcurrentlyStatus, ClientError> {
-            let mut sink = sink.lock().expect("lock");
-            sink.extend(msgs.iter().map(|m| Got::from_ext(m)));
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-        },
-    );
+    record_deliveries(&mut inner, &got, |m, _| Got::from_ext(m));
     inner.start().await.expect("consumer start");
     Consumer {
         inner,
@@ -192,18 +120,14 @@ async fn start_consumer(
     }
 }
 
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Whether every message of `expected` reached one of `consumers` (at least once).
+fn received_by_any(consumers: &[&Consumer], expected: &BTreeMap<String, Expected>) -> bool {
+    let got: BTreeSet<String> = consumers
+        .iter()
+        .flat_map(|c| c.received())
+        .map(|g| g.body)
+        .collect();
+    expected.keys().all(|b| got.contains(b))
 }
 
 /// Waits until `consumer` received every body of `expected`, then a little longer to
@@ -214,11 +138,9 @@ async fn assert_received_exactly(
     expected: &BTreeMap<String, Expected>,
     what: &str,
 ) {
-    let complete = wait_until(DEADLINE, || {
-        let got: BTreeSet<String> = consumer.received().into_iter().map(|g| g.body).collect();
-        expected.keys().all(|b| got.contains(b))
-    })
-    .await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || received_by_any(&[consumer], expected))
+        .await;
     let got = consumer.received();
     assert!(
         complete,
@@ -315,13 +237,13 @@ async fn send_singles(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_batch_and_async_sends_are_consumed_exactly_once() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let broker = c.broker_addr().to_string();
     let topic = unique_name("CompatTopic");
     let group = unique_name("compat_group");
-    let rt = client_runtime("exactly-once");
-    let producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("exactly-once");
+    let producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
 
     let mut expected = send_singles(&producer, &topic, "first", 10, &broker).await;
 
@@ -366,7 +288,9 @@ async fn single_batch_and_async_sends_are_consumed_exactly_once() {
             .expect("async send accepted");
         expected.insert(body, exp);
     }
-    let all_acked = wait_until(DEADLINE, || acks.lock().expect("lock").len() == 10).await;
+    let all_acked = HARNESS
+        .wait_until(DEADLINE, || acks.lock().expect("lock").len() == 10)
+        .await;
     assert!(
         all_acked,
         "async callbacks: {:?}",
@@ -400,15 +324,15 @@ async fn single_batch_and_async_sends_are_consumed_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_and_committed_offsets_survive_a_broker_restart() {
-    let mut c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let mut c = start_cluster(&[]);
     let ns = c.namesrv();
     let broker = c.broker_addr().to_string();
     let topic = unique_name("CompatRestart");
     let group = unique_name("compat_restart_group");
     let fresh_group = unique_name("compat_fresh_group");
-    let rt = client_runtime("restart");
+    let rt = HARNESS.client_runtime("restart");
 
-    let mut producer = start_producer(&rt, &ns, &unique_name("p1")).await;
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p1")).await;
     let before = send_singles(&producer, &topic, "before", 20, &broker).await;
     producer.shutdown().await;
 
@@ -439,7 +363,7 @@ async fn messages_and_committed_offsets_survive_a_broker_restart() {
         "restarted on the same address"
     );
 
-    let mut producer = start_producer(&rt, &ns, &unique_name("p2")).await;
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p2")).await;
     let after = send_singles(&producer, &topic, "after", 10, &broker).await;
     producer.shutdown().await;
 
@@ -459,12 +383,12 @@ async fn messages_and_committed_offsets_survive_a_broker_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_by_key_unique_key_and_msg_id() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let broker = c.broker_addr().to_string();
     let topic = unique_name("CompatQuery");
-    let rt = client_runtime("query");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("query");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
 
     let mut sent = Vec::new();
     for (i, key) in ["order-77", "order-78", "order-77", "order-79", "order-77"]
@@ -494,21 +418,10 @@ async fn query_by_key_unique_key_and_msg_id() {
         .collect();
     let deadline = Instant::now() + DEADLINE;
     let found = loop {
-        let end = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis()
-            + 3_600_000) as u64;
+        let end = (now_ms() + 3_600_000) as u64;
         let found: BTreeSet<String> =
             match producer.query_message(&topic, "order-77", 32, 0, end).await {
-                Ok(result) => result
-                    .message_list()
-                    .iter()
-                    .map(|m| {
-                        String::from_utf8(m.body().map(|b| b.to_vec()).unwrap_or_default())
-                            .expect("UTF-8")
-                    })
-                    .collect(),
+                Ok(result) => result.message_list().iter().map(body_text).collect(),
                 Err(_) => BTreeSet::new(),
             };
         if found == want || Instant::now() >= deadline {
@@ -538,11 +451,7 @@ async fn query_by_key_unique_key_and_msg_id() {
         ClientInstanceHandle::get_or_create(&rt, 7, client_config(&ns, &unique_name("raw")), None)
             .expect("client instance");
     handle.start().await.expect("start");
-    let end_ms = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis()
-        + 3_600_000) as i64;
+    let end_ms = now_ms() + 3_600_000;
     let mut request = RemotingCommand::create_request_command(
         RequestCode::QueryMessage,
         QueryMessageRequestHeader {
@@ -597,13 +506,13 @@ async fn query_by_key_unique_key_and_msg_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_of_one_group_split_the_queues() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let broker = c.broker_addr().to_string();
     let topic = unique_name("CompatRebalance");
     let group = unique_name("compat_rebalance_group");
-    let rt = client_runtime("rebalance");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("rebalance");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     // Create the topic (4 queues, auto-created from TBW102) before anyone subscribes.
     let warmup = send_singles(&producer, &topic, "warmup", 4, &broker).await;
 
@@ -611,14 +520,15 @@ async fn two_consumers_of_one_group_split_the_queues() {
     let mut two = start_consumer(&rt, &ns, &group, &topic, &unique_name("c2")).await;
     let all_queues: BTreeSet<i32> = (0..4).collect();
     let started = Instant::now();
-    let split = wait_until(DEADLINE, || {
-        let (a, b) = (one.assigned(), two.assigned());
-        !a.is_empty()
-            && !b.is_empty()
-            && a.is_disjoint(&b)
-            && a.union(&b).copied().collect::<BTreeSet<_>>() == all_queues
-    })
-    .await;
+    let split = HARNESS
+        .wait_until(DEADLINE, || {
+            let (a, b) = (one.assigned(), two.assigned());
+            !a.is_empty()
+                && !b.is_empty()
+                && a.is_disjoint(&b)
+                && a.union(&b).copied().collect::<BTreeSet<_>>() == all_queues
+        })
+        .await;
     eprintln!("queues split after {:?}", started.elapsed());
     assert!(
         split,
@@ -628,29 +538,15 @@ async fn two_consumers_of_one_group_split_the_queues() {
     );
     // Warm-up messages may have been read by either side during the rebalance; they all
     // arrive at least once.
-    let warm_ok = wait_until(DEADLINE, || {
-        let got: BTreeSet<String> = one
-            .received()
-            .into_iter()
-            .chain(two.received())
-            .map(|g| g.body)
-            .collect();
-        warmup.keys().all(|b| got.contains(b))
-    })
-    .await;
+    let warm_ok = HARNESS
+        .wait_until(DEADLINE, || received_by_any(&[&one, &two], &warmup))
+        .await;
     assert!(warm_ok, "warm-up messages not all consumed");
 
     let expected = send_singles(&producer, &topic, "split", 40, &broker).await;
-    let complete = wait_until(DEADLINE, || {
-        let got: BTreeSet<String> = one
-            .received()
-            .into_iter()
-            .chain(two.received())
-            .map(|g| g.body)
-            .collect();
-        expected.keys().all(|b| got.contains(b))
-    })
-    .await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || received_by_any(&[&one, &two], &expected))
+        .await;
     assert!(complete, "not every message reached the group");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let only_split = |c: &Consumer| -> Vec<Got> {

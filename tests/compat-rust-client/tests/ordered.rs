@@ -7,82 +7,31 @@
 //! deadlines ("eventually"), and checks content: which key, which number, which queue,
 //! and which consumer was inside the listener for a queue at any moment.
 
-use e2e::{unique_name, Cluster};
-use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientInstanceHandle, ClientRuntime, ClientRuntimeConfig,
-    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer,
-    MQPushConsumer, MessageQueueListener, SendStatus, TelemetryHandle,
+mod common;
+
+use common::{
+    body_text, client_config, push_consumer, start_cluster, AssignmentRecorder, Harness, Settings,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use e2e::unique_name;
+use rocketmq_client_rust::{
+    ClientError, ClientInstanceHandle, ClientRuntime, ConsumeOrderlyContext, ConsumeOrderlyStatus,
+    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, SendStatus,
+};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::body::request::lock_batch_request_body::LockBatchRequestBody;
 use rocketmq_protocol::protocol::body::unlock_batch_request_body::UnlockBatchRequestBody;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "compat-ordered".into(),
-        worker_threads: 2,
-        ..Default::default()
-    })
-    .expect("runtime plan")
-    .build()
-    .expect("runtime")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
+static HARNESS: Harness = Harness::new(Settings::new("compat-ordered", "compat_ordered_producer"));
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(40);
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str, instance: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .producer_group(unique_name("compat_ordered_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
-}
-
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The body of message `seq` of `key`; parsed back by [`parse_body`].
 fn body(key: usize, seq: usize) -> String {
@@ -200,8 +149,7 @@ impl Journal {
                     m.queue_id()
                 ));
             }
-            let text = String::from_utf8(m.body().map(|b| b.to_vec()).unwrap_or_default())
-                .expect("UTF-8 body");
+            let text = body_text(m);
             let (key, seq) = parse_body(&text);
             assert_eq!(
                 m.message_inner().property("KEYS"),
@@ -229,25 +177,6 @@ impl Journal {
     }
 }
 
-/// Records the queues of `topic` a rebalance assigned to one consumer.
-struct AssignmentRecorder {
-    topic: String,
-    assigned: Arc<Mutex<BTreeSet<i32>>>,
-}
-
-impl MessageQueueListener for AssignmentRecorder {
-    fn message_queue_changed(
-        &self,
-        topic: &str,
-        _all: &HashSet<MessageQueue>,
-        assigned: &HashSet<MessageQueue>,
-    ) {
-        if topic == self.topic {
-            *self.assigned.lock().expect("lock") = assigned.iter().map(|q| q.queue_id()).collect();
-        }
-    }
-}
-
 struct OrderlyConsumer {
     inner: DefaultMQPushConsumer,
     assigned: Arc<Mutex<BTreeSet<i32>>>,
@@ -270,11 +199,8 @@ async fn start_orderly(
     journal: &Arc<Journal>,
 ) -> OrderlyConsumer {
     let assigned = Arc::new(Mutex::new(BTreeSet::new()));
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name(&format!("orderly{id}"))))
-        .consumer_group(group.to_string())
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    let instance = unique_name(&format!("orderly{id}"));
+    let mut inner = push_consumer(rt, ns, &instance, group, MessageModel::Clustering)
         .message_queue_listener(Some(Arc::new(AssignmentRecorder {
             topic: topic.to_owned(),
             assigned: assigned.clone(),
@@ -356,12 +282,12 @@ fn check_offsets(log: &[Consumed]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orderly_consumer_receives_each_keys_messages_in_order() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatOrdered");
     let group = unique_name("compat_ordered_group");
-    let rt = client_runtime("ordered-one");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("ordered-one");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     const KEYS: usize = 8;
     const N: usize = 30;
 
@@ -376,7 +302,9 @@ async fn orderly_consumer_receives_each_keys_messages_in_order() {
     let mut consumer = start_orderly(&rt, &ns, &group, &topic, 0, &journal).await;
     send_ordered(&producer, &topic, KEYS, N / 2..N).await;
 
-    let complete = wait_until(DEADLINE, || journal.complete(KEYS, N)).await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || journal.complete(KEYS, N))
+        .await;
     assert!(
         complete,
         "not every message was consumed: {} of {}",
@@ -408,12 +336,12 @@ async fn orderly_consumer_receives_each_keys_messages_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_orderly_consumers_share_the_queues_one_at_a_time_in_order() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatOrderedPair");
     let group = unique_name("compat_ordered_pair");
-    let rt = client_runtime("ordered-two");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("ordered-two");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     const KEYS: usize = 8;
     const N: usize = 40;
 
@@ -422,19 +350,22 @@ async fn two_orderly_consumers_share_the_queues_one_at_a_time_in_order() {
     let mut one = start_orderly(&rt, &ns, &group, &topic, 1, &journal).await;
     // The first consumer takes every queue and starts; then a second one joins, and
     // messages keep coming while the queues change hands.
-    let first_started = wait_until(DEADLINE, || !journal.log().is_empty()).await;
+    let first_started = HARNESS
+        .wait_until(DEADLINE, || !journal.log().is_empty())
+        .await;
     assert!(first_started, "the first consumer consumed nothing");
     let mut two = start_orderly(&rt, &ns, &group, &topic, 2, &journal).await;
     send_ordered(&producer, &topic, KEYS, 10..25).await;
     let all: BTreeSet<i32> = (0..4).collect();
-    let split = wait_until(DEADLINE, || {
-        let (a, b) = (one.assigned(), two.assigned());
-        !a.is_empty()
-            && !b.is_empty()
-            && a.is_disjoint(&b)
-            && a.union(&b).copied().collect::<BTreeSet<_>>() == all
-    })
-    .await;
+    let split = HARNESS
+        .wait_until(DEADLINE, || {
+            let (a, b) = (one.assigned(), two.assigned());
+            !a.is_empty()
+                && !b.is_empty()
+                && a.is_disjoint(&b)
+                && a.union(&b).copied().collect::<BTreeSet<_>>() == all
+        })
+        .await;
     assert!(
         split,
         "queues never split: one {:?}, two {:?}",
@@ -443,7 +374,9 @@ async fn two_orderly_consumers_share_the_queues_one_at_a_time_in_order() {
     );
     send_ordered(&producer, &topic, KEYS, 25..N).await;
 
-    let complete = wait_until(DEADLINE, || journal.complete(KEYS, N)).await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || journal.complete(KEYS, N))
+        .await;
     assert!(
         complete,
         "not every message was consumed: {} consumed for {} sent",
@@ -486,26 +419,30 @@ async fn two_orderly_consumers_share_the_queues_one_at_a_time_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_holds_across_a_broker_restart() {
-    let mut c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let mut c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatOrderedRestart");
     let group = unique_name("compat_ordered_restart");
-    let rt = client_runtime("ordered-restart");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("ordered-restart");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     const KEYS: usize = 6;
     const N: usize = 30;
 
     send_ordered(&producer, &topic, KEYS, 0..10).await;
     let journal = Arc::new(Journal::default());
     let mut consumer = start_orderly(&rt, &ns, &group, &topic, 0, &journal).await;
-    let before = wait_until(DEADLINE, || journal.complete(KEYS, 10)).await;
+    let before = HARNESS
+        .wait_until(DEADLINE, || journal.complete(KEYS, 10))
+        .await;
     assert!(before, "the first 10 of each key were not consumed");
 
     tokio::task::block_in_place(|| c.restart_broker());
     // The broker lost its queue locks; the consumer re-locks and goes on. Messages sent
     // after the restart arrive in order after the ones before.
     send_ordered(&producer, &topic, KEYS, 10..N).await;
-    let complete = wait_until(DEADLINE, || journal.complete(KEYS, N)).await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || journal.complete(KEYS, N))
+        .await;
     assert!(
         complete,
         "not every message was consumed after the restart: {} for {}",
@@ -524,18 +461,67 @@ async fn order_holds_across_a_broker_restart() {
     assert!(rt.shutdown().await.is_healthy());
 }
 
+/// LOCK_BATCH_MQ / UNLOCK_BATCH_MQ of some of `queues` (of one topic, on `broker`), sent
+/// through a client instance on behalf of any client of any group.
+struct QueueLocks<'a> {
+    handle: &'a ClientInstanceHandle,
+    broker: &'a str,
+    queues: &'a [MessageQueue],
+}
+
+impl QueueLocks<'_> {
+    fn pick(&self, wanted: &[i32]) -> HashSet<MessageQueue> {
+        self.queues
+            .iter()
+            .filter(|q| wanted.contains(&q.queue_id()))
+            .cloned()
+            .collect()
+    }
+
+    /// Asks to lock the `wanted` queues for `client` of `group`; returns the ids of the
+    /// queues the broker granted.
+    async fn lock(&self, group: &str, client: &str, wanted: &[i32]) -> BTreeSet<i32> {
+        let body = LockBatchRequestBody {
+            consumer_group: Some(group.into()),
+            client_id: Some(client.into()),
+            only_this_broker: true,
+            mq_set: self.pick(wanted),
+        };
+        let granted = self
+            .handle
+            .lock_batch_mq(self.broker, body, 5_000)
+            .await
+            .unwrap_or_else(|e| panic!("lock {wanted:?} for {client} of {group}: {e}"));
+        granted.iter().map(|q| q.queue_id()).collect()
+    }
+
+    /// Unlocks the `wanted` queues for `client` of `group`.
+    async fn unlock(&self, group: &str, client: &str, wanted: &[i32]) {
+        let body = UnlockBatchRequestBody {
+            consumer_group: Some(group.into()),
+            client_id: Some(client.into()),
+            only_this_broker: true,
+            mq_set: self.pick(wanted),
+        };
+        self.handle
+            .unlock_batch_mq(&self.broker.into(), body, 5_000)
+            .await
+            .unwrap_or_else(|e| panic!("unlock {wanted:?} for {client} of {group}: {e}"));
+    }
+}
+
 /// LOCK_BATCH_MQ / UNLOCK_BATCH_MQ through the client's own request API: a queue is
 /// granted to one client of a group at a time, renewable by its holder, free again after
 /// its holder unlocks it; other groups are independent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_batch_grants_each_queue_to_one_client() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let broker = c.broker_addr().to_string();
     let topic = unique_name("CompatLock");
     let group = unique_name("compat_lock_group");
-    let rt = client_runtime("ordered-lock");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("ordered-lock");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     // Create the topic (4 queues, from TBW102) and learn the broker name of its queues.
     let sent = producer
         .send(
@@ -561,83 +547,30 @@ async fn lock_batch_grants_each_queue_to_one_client() {
         ClientInstanceHandle::get_or_create(&rt, 11, client_config(&ns, &unique_name("raw")), None)
             .expect("client instance");
     handle.start().await.expect("start");
-    let ids = |set: &HashSet<MessageQueue>| -> BTreeSet<i32> {
-        set.iter().map(|q| q.queue_id()).collect()
-    };
-    let pick = |wanted: &[i32]| -> HashSet<MessageQueue> {
-        queues
-            .iter()
-            .filter(|q| wanted.contains(&q.queue_id()))
-            .cloned()
-            .collect()
-    };
-    let lock = |group: &str, client: &str, wanted: &[i32]| LockBatchRequestBody {
-        consumer_group: Some(group.into()),
-        client_id: Some(client.into()),
-        only_this_broker: true,
-        mq_set: pick(wanted),
+    let locks = QueueLocks {
+        handle: &handle,
+        broker: &broker,
+        queues: &queues,
     };
 
-    let got = handle
-        .lock_batch_mq(&broker, lock(&group, "client-a", &[0, 1]), 5_000)
-        .await
-        .expect("lock a");
-    assert_eq!(ids(&got), BTreeSet::from([0, 1]), "a locks free queues");
-    let got = handle
-        .lock_batch_mq(&broker, lock(&group, "client-b", &[1, 2]), 5_000)
-        .await
-        .expect("lock b");
-    assert_eq!(ids(&got), BTreeSet::from([2]), "b gets only the free queue");
-    let got = handle
-        .lock_batch_mq(&broker, lock(&group, "client-a", &[0, 1]), 5_000)
-        .await
-        .expect("renew a");
-    assert_eq!(ids(&got), BTreeSet::from([0, 1]), "a renews its own");
+    let got = locks.lock(&group, "client-a", &[0, 1]).await;
+    assert_eq!(got, BTreeSet::from([0, 1]), "a locks free queues");
+    let got = locks.lock(&group, "client-b", &[1, 2]).await;
+    assert_eq!(got, BTreeSet::from([2]), "b gets only the free queue");
+    let got = locks.lock(&group, "client-a", &[0, 1]).await;
+    assert_eq!(got, BTreeSet::from([0, 1]), "a renews its own");
     let other_group = unique_name("compat_lock_other");
-    let got = handle
-        .lock_batch_mq(&broker, lock(&other_group, "client-b", &[0, 1]), 5_000)
-        .await
-        .expect("lock other group");
-    assert_eq!(ids(&got), BTreeSet::from([0, 1]), "groups are independent");
+    let got = locks.lock(&other_group, "client-b", &[0, 1]).await;
+    assert_eq!(got, BTreeSet::from([0, 1]), "groups are independent");
 
     // b unlocking a's queue changes nothing; a unlocking it frees it for b.
-    handle
-        .unlock_batch_mq(
-            &broker.as_str().into(),
-            UnlockBatchRequestBody {
-                consumer_group: Some(group.as_str().into()),
-                client_id: Some("client-b".into()),
-                only_this_broker: true,
-                mq_set: pick(&[1]),
-            },
-            5_000,
-        )
-        .await
-        .expect("unlock by b");
-    let got = handle
-        .lock_batch_mq(&broker, lock(&group, "client-b", &[1]), 5_000)
-        .await
-        .expect("lock b again");
+    locks.unlock(&group, "client-b", &[1]).await;
+    let got = locks.lock(&group, "client-b", &[1]).await;
     assert!(got.is_empty(), "a still holds queue 1: {got:?}");
-    handle
-        .unlock_batch_mq(
-            &broker.as_str().into(),
-            UnlockBatchRequestBody {
-                consumer_group: Some(group.as_str().into()),
-                client_id: Some("client-a".into()),
-                only_this_broker: true,
-                mq_set: pick(&[1]),
-            },
-            5_000,
-        )
-        .await
-        .expect("unlock by a");
+    locks.unlock(&group, "client-a", &[1]).await;
     // The client sends UNLOCK_BATCH_MQ as a request (not oneway): the next lock sees it.
-    let got = handle
-        .lock_batch_mq(&broker, lock(&group, "client-b", &[1, 3]), 5_000)
-        .await
-        .expect("lock b after unlock");
-    assert_eq!(ids(&got), BTreeSet::from([1, 3]), "queue 1 is free again");
+    let got = locks.lock(&group, "client-b", &[1, 3]).await;
+    assert_eq!(got, BTreeSet::from([1, 3]), "queue 1 is free again");
 
     handle.shutdown_owned().await;
     producer.shutdown().await;

@@ -9,79 +9,29 @@
 //! Time is asserted from below only (a message arrives no earlier than its delay); every
 //! wait has a generous deadline.
 
-use e2e::{query_offset, unique_name, Cluster, RemotingClient};
+mod common;
+
+use common::{body_text, push_consumer, start_cluster, Harness, Settings};
+use e2e::{now_ms, query_offset, unique_name, RemotingClient};
 use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    SendResult, SendStatus, TelemetryHandle,
+    ClientError, ClientRuntime, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, SendResult, SendStatus,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "compat-retry".into(),
-        worker_threads: 2,
-        ..Default::default()
-    })
-    .expect("runtime plan")
-    .build()
-    .expect("runtime")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
+static HARNESS: Harness = Harness::new(Settings::new("compat-retry", "compat_retry_producer"));
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Delay levels of the test broker: level 1 = 1 s, 2 = 2 s, 3 = 3 s (the first retry of
 /// a message uses level 3 + 0).
-const LEVELS: &str = "message_delay_level=1s 2s 3s";
-
-fn start_cluster() -> Cluster {
-    tokio::task::block_in_place(|| Cluster::start(&["--set", LEVELS]))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("p")))
-        .producer_group(unique_name("compat_retry_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
-}
+const BROKER_ARGS: &[&str] = &["--set", "message_delay_level=1s 2s 3s"];
 
 fn tags_of(body: &str) -> String {
     format!("Tag{}", body.len() % 3)
@@ -152,8 +102,7 @@ impl Seen {
         let inner = msg.message_inner();
         let prop = |name: &str| inner.property(name).map(str::to_owned);
         Self {
-            body: String::from_utf8(msg.body().map(|b| b.to_vec()).unwrap_or_default())
-                .expect("UTF-8 body"),
+            body: body_text(msg),
             topic: msg.topic().to_string(),
             queue_id: msg.queue_id(),
             reconsume_times: msg.reconsume_times(),
@@ -221,11 +170,7 @@ async fn start_consumer(
     policy: Policy,
 ) -> Consumer {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut builder = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("c")))
-        .consumer_group(group.to_string())
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    let mut builder = push_consumer(rt, ns, &unique_name("c"), group, MessageModel::Clustering)
         .consume_message_batch_max_size(1);
     if let Some(max) = max_reconsume_times {
         builder = builder.max_reconsume_times(max);
@@ -246,20 +191,6 @@ async fn start_consumer(
     );
     inner.start().await.expect("consumer start");
     Consumer { inner, seen }
-}
-
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Everything in a queue, read with our own client (empty while it does not exist).
@@ -289,12 +220,12 @@ fn bodies(records: &[protocol::message::record::RecordView]) -> BTreeSet<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_messages_reach_a_push_consumer_only_after_their_delay() {
-    let c = start_cluster();
+    let c = start_cluster(BROKER_ARGS);
     let ns = c.namesrv();
     let topic = unique_name("CompatDelay");
     let group = unique_name("compat_delay_group");
-    let rt = client_runtime("delay");
-    let mut producer = start_producer(&rt, &ns).await;
+    let rt = HARNESS.client_runtime("delay");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
 
     // The consumer is running (it got a plain message) before the delayed ones are sent.
     send(&producer, &topic, "warm-up", 0).await;
@@ -307,7 +238,9 @@ async fn delayed_messages_reach_a_push_consumer_only_after_their_delay() {
         Arc::new(|_: &Seen| ConsumeConcurrentlyStatus::ConsumeSuccess),
     )
     .await;
-    let warm = wait_until(DEADLINE, || !consumer.seen_of("warm-up").is_empty()).await;
+    let warm = HARNESS
+        .wait_until(DEADLINE, || !consumer.seen_of("warm-up").is_empty())
+        .await;
     assert!(warm, "the warm-up message was never consumed");
 
     // body -> (level, sent at)
@@ -318,11 +251,12 @@ async fn delayed_messages_reach_a_push_consumer_only_after_their_delay() {
         let sent_ms = send(&producer, &topic, &body, level).await;
         expected.insert(body, (level, sent_ms));
     }
-    let complete = wait_until(DEADLINE, || {
-        let got: BTreeSet<String> = consumer.seen().into_iter().map(|s| s.body).collect();
-        expected.keys().all(|b| got.contains(b))
-    })
-    .await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || {
+            let got: BTreeSet<String> = consumer.seen().into_iter().map(|s| s.body).collect();
+            expected.keys().all(|b| got.contains(b))
+        })
+        .await;
     let got: BTreeSet<String> = consumer.seen().into_iter().map(|s| s.body).collect();
     assert!(
         complete,
@@ -365,13 +299,13 @@ async fn delayed_messages_reach_a_push_consumer_only_after_their_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconsume_later_redelivers_through_the_retry_topic_once() {
-    let c = start_cluster();
+    let c = start_cluster(BROKER_ARGS);
     let ns = c.namesrv();
     let topic = unique_name("CompatRetry");
     let group = unique_name("compat_retry_group");
     let retry = format!("%RETRY%{group}");
-    let rt = client_runtime("retry");
-    let mut producer = start_producer(&rt, &ns).await;
+    let rt = HARNESS.client_runtime("retry");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
 
     let sent: Vec<String> = (0..5).map(|i| format!("retried {i}")).collect();
     for body in &sent {
@@ -393,12 +327,13 @@ async fn reconsume_later_redelivers_through_the_retry_topic_once() {
         }),
     )
     .await;
-    let retried = wait_until(DEADLINE, || {
-        let seen = consumer.seen();
-        sent.iter()
-            .all(|b| seen.iter().any(|s| &s.body == b && s.reconsume_times > 0))
-    })
-    .await;
+    let retried = HARNESS
+        .wait_until(DEADLINE, || {
+            let seen = consumer.seen();
+            sent.iter()
+                .all(|b| seen.iter().any(|s| &s.body == b && s.reconsume_times > 0))
+        })
+        .await;
     assert!(
         retried,
         "not every message was redelivered: {:?}",
@@ -478,13 +413,13 @@ async fn reconsume_later_redelivers_through_the_retry_topic_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_failing_past_max_reconsume_times_goes_to_the_dlq() {
-    let c = start_cluster();
+    let c = start_cluster(BROKER_ARGS);
     let ns = c.namesrv();
     let topic = unique_name("CompatDlq");
     let group = unique_name("compat_dlq_group");
     let dlq = format!("%DLQ%{group}");
-    let rt = client_runtime("dlq");
-    let mut producer = start_producer(&rt, &ns).await;
+    let rt = HARNESS.client_runtime("dlq");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
 
     let sent: Vec<String> = (0..3).map(|i| format!("always failing {i}")).collect();
     for body in &sent {

@@ -14,40 +14,22 @@
 //! Every wait has a generous deadline; the absence of extra deliveries is checked after a
 //! grace period.
 
+mod common;
+
+use common::{body_text, push_consumer, record_deliveries, start_cluster, Harness, Settings};
 use e2e::{unique_name, Cluster};
 use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQClientException,
-    MQPushConsumer, MessageSelector, SendResult, SendStatus, TelemetryHandle,
+    ClientRuntime, DefaultMQProducer, DefaultMQPushConsumer, MQClientException, MessageSelector,
+    SendResult, SendStatus,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::collections::BTreeSet;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    RuntimeOwner::plan(RuntimeConfig {
-        thread_name: "compat-sql92".into(),
-        worker_threads: 2,
-        ..Default::default()
-    })
-    .expect("runtime plan")
-    .build()
-    .expect("runtime")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
+static HARNESS: Harness = Harness::new(Settings::new("compat-sql92", "compat_sql92_producer"));
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -57,10 +39,6 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// RocketMQ's SUBSCRIPTION_PARSE_FAILED response code.
 const SUBSCRIPTION_PARSE_FAILED: i32 = 23;
-
-fn start_cluster() -> Cluster {
-    tokio::task::block_in_place(|| Cluster::start(&[]))
-}
 
 /// Waits until the nameserver routes `topic` (the broker registers an auto-created topic
 /// shortly after the first send). A consumer checks its SQL92 expression at start only
@@ -72,27 +50,6 @@ fn wait_for_route(c: &Cluster, topic: &str) {
         e2e::eventually(DEADLINE, || e2e::route(&mut ns_client, topic).is_some())
     });
     assert!(routed, "the nameserver never routed {topic}");
-}
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("p")))
-        .producer_group(unique_name("compat_sql92_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
 }
 
 /// One message of the test: its body (unique), tag and optional user properties.
@@ -192,8 +149,7 @@ impl Seen {
         let inner = msg.message_inner();
         let prop = |name: &str| inner.property(name).map(str::to_owned);
         Self {
-            body: String::from_utf8(msg.body().map(|b| b.to_vec()).unwrap_or_default())
-                .expect("UTF-8 body"),
+            body: body_text(msg),
             topic: msg.topic().to_string(),
             tags: inner.tags().map(str::to_owned),
             region: prop("region"),
@@ -228,42 +184,15 @@ async fn sql_consumer(
     sql: &str,
 ) -> Consumer {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("c")))
-        .consumer_group(group.to_string())
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+    let mut inner = push_consumer(rt, ns, &unique_name("c"), group, MessageModel::Clustering)
         .consume_message_batch_max_size(1)
         .build();
     inner
         .subscribe_with_selector(topic, Some(MessageSelector::by_sql(sql)))
         .await
         .unwrap_or_else(|e| panic!("subscribe with {sql:?}: {e}"));
-    let sink = seen.clone();
-    inner.register_message_listener_concurrently(
-        move |msgs: &[&MessageExt],
-              _: &ConsumeConcurrentlyContext|
-              -> Result<ConsumeConcurrentlyStatus, ClientError> {
-            let mut sink = sink.lock().expect("lock");
-            sink.extend(msgs.iter().map(|m| Seen::from_ext(m)));
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-        },
-    );
+    record_deliveries(&mut inner, &seen, |m, _| Seen::from_ext(m));
     Consumer { inner, seen }
-}
-
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn expected_bodies(pred: fn(&Spec) -> bool) -> BTreeSet<String> {
@@ -283,7 +212,9 @@ async fn assert_receives_exactly(
     pred: fn(&Spec) -> bool,
 ) {
     let expected = expected_bodies(pred);
-    let complete = wait_until(DEADLINE, || consumer.bodies().is_superset(&expected)).await;
+    let complete = HARNESS
+        .wait_until(DEADLINE, || consumer.bodies().is_superset(&expected))
+        .await;
     assert!(
         complete,
         "{sql:?}: missing {:?} (got {:?})",
@@ -313,11 +244,11 @@ async fn assert_receives_exactly(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql92_subscriptions_receive_exactly_the_matching_messages() {
-    let c = start_cluster();
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatSql92");
-    let rt = client_runtime("sql92");
-    let mut producer = start_producer(&rt, &ns).await;
+    let rt = HARNESS.client_runtime("sql92");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     for s in SPECS {
         send(&producer, &topic, s).await;
     }
@@ -375,10 +306,12 @@ async fn sql92_subscriptions_receive_exactly_the_matching_messages() {
     for s in &late {
         send(&producer, &topic, s).await;
     }
-    let both = wait_until(DEADLINE, || {
-        us_consumer.bodies().contains("late-us") && tagged_consumer.bodies().contains("late-tagged")
-    })
-    .await;
+    let both = HARNESS
+        .wait_until(DEADLINE, || {
+            us_consumer.bodies().contains("late-us")
+                && tagged_consumer.bodies().contains("late-tagged")
+        })
+        .await;
     assert!(
         both,
         "late messages not delivered: {:?} / {:?}",
@@ -419,11 +352,11 @@ async fn sql92_subscriptions_receive_exactly_the_matching_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_sql92_expression_fails_the_consumer_start() {
-    let c = start_cluster();
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatSql92Bad");
-    let rt = client_runtime("sql92-bad");
-    let mut producer = start_producer(&rt, &ns).await;
+    let rt = HARNESS.client_runtime("sql92-bad");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     // The client checks an expression only with a broker the nameserver routes the topic
     // to: without the route the check is skipped and the start succeeds.
     send(&producer, &topic, &SPECS[0]).await;
@@ -459,7 +392,9 @@ async fn an_invalid_sql92_expression_fails_the_consumer_start() {
         .start()
         .await
         .unwrap_or_else(|e| panic!("start with {sql:?}: {e}"));
-    let got = wait_until(DEADLINE, || consumer.bodies().contains(SPECS[0].body)).await;
+    let got = HARNESS
+        .wait_until(DEADLINE, || consumer.bodies().contains(SPECS[0].body))
+        .await;
     assert!(got, "{sql:?}: {:?}", consumer.seen());
     consumer.inner.shutdown().await;
 

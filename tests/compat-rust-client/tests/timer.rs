@@ -9,45 +9,27 @@
 //! receipt and the store timestamp of the delivered message against the due time (the
 //! broker runs on the same machine, so on the same clock).
 
-use e2e::{now_ms, unique_name, Cluster};
-use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
-    SendStatus, TelemetryHandle,
-};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+mod common;
+
+use common::{body_text, push_consumer, record_deliveries, start_cluster, Harness, Settings};
+use e2e::{now_ms, unique_name};
+use rocketmq_client_rust::{ClientRuntime, DefaultMQProducer, DefaultMQPushConsumer, SendStatus};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The client runs listeners on its runtime's metadata-I/O blocking lane, which by
 /// default queues only 8 tasks per core and fails the rest (a failed consume comes back
-/// through the retry topic 10 s later); made deep enough for every test here.
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    let mut config = RuntimeConfig {
-        thread_name: "compat-timer".into(),
-        worker_threads: 2,
-        ..Default::default()
-    };
-    config.blocking_lane_policies.metadata_io.max_queue_depth = 4_096;
-    RuntimeOwner::plan(config)
-        .expect("runtime plan")
-        .build()
-        .expect("runtime")
+/// through the retry topic 10 s later); made deep enough for every test here. Waits poll
+/// every 50 ms.
+static HARNESS: Harness = Harness::new(Settings {
+    consume_queue_depth: Some(4_096),
+    poll: Duration::from_millis(50),
+    ..Settings::new("compat-timer", "compat_timer_producer")
 });
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -56,41 +38,6 @@ const DEADLINE: Duration = Duration::from_secs(40);
 const LATE_MS: i64 = 5_000;
 /// Clock granularity allowed on the early side (the same clock, read by two processes).
 const EARLY_MS: i64 = 20;
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-async fn start_producer(rt: &Arc<ClientRuntime>, ns: &str, instance: &str) -> DefaultMQProducer {
-    let mut producer = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(ns, instance))
-        .producer_group(unique_name("compat_timer_producer"))
-        .build();
-    producer.start().await.expect("producer start");
-    producer
-}
-
-/// Polls `f` every 50 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// One message as the consumer saw it, with the consumer's wall clock at receipt.
 #[derive(Debug, Clone)]
@@ -102,6 +49,21 @@ struct Got {
     topic: String,
     store_ms: i64,
     received_ms: i64,
+}
+
+impl Got {
+    fn from_ext(m: &MessageExt, received_ms: i64) -> Self {
+        let inner = m.message_inner();
+        Self {
+            body: body_text(m),
+            tags: inner.tags().map(str::to_owned),
+            keys: inner.property("KEYS").map(str::to_owned),
+            user: inner.property("userProp").map(str::to_owned),
+            topic: m.topic().to_string(),
+            store_ms: m.store_timestamp(),
+            received_ms,
+        }
+    }
 }
 
 struct Consumer {
@@ -122,38 +84,30 @@ impl Consumer {
 /// A clustering push consumer of `topic` reading a new group from the first offset.
 async fn start_consumer(rt: &Arc<ClientRuntime>, ns: &str, topic: &str) -> Consumer {
     let got = Arc::new(Mutex::new(Vec::new()));
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("c")))
-        .consumer_group(unique_name("compat_timer_group"))
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .build();
+    let group = unique_name("compat_timer_group");
+    let mut inner =
+        push_consumer(rt, ns, &unique_name("c"), &group, MessageModel::Clustering).build();
     inner.subscribe(topic, "*").await.expect("subscribe");
-    let sink = got.clone();
-    inner.register_message_listener_concurrently(
-        move |msgs: &[&MessageExt],
-              _: &ConsumeConcurrentlyContext|
-              -> Result<ConsumeConcurrentlyStatus, ClientError> {
-            let received_ms = now_ms();
-            let mut sink = sink.lock().expect("lock");
-            sink.extend(msgs.iter().map(|m| {
-                let inner = m.message_inner();
-                Got {
-                    body: String::from_utf8(m.body().map(|b| b.to_vec()).unwrap_or_default())
-                        .expect("UTF-8 body"),
-                    tags: inner.tags().map(str::to_owned),
-                    keys: inner.property("KEYS").map(str::to_owned),
-                    user: inner.property("userProp").map(str::to_owned),
-                    topic: m.topic().to_string(),
-                    store_ms: m.store_timestamp(),
-                    received_ms,
-                }
-            }));
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-        },
-    );
+    record_deliveries(&mut inner, &got, Got::from_ext);
     inner.start().await.expect("consumer start");
     Consumer { inner, got }
+}
+
+/// Sends a message "warmup" to `topic` (creating it), then starts a consumer of `topic`
+/// and waits until it consumed that message.
+async fn start_warm_consumer(
+    rt: &Arc<ClientRuntime>,
+    ns: &str,
+    producer: &DefaultMQProducer,
+    topic: &str,
+) -> Consumer {
+    send(producer, message(topic, "warmup", |b| b), "warmup").await;
+    let consumer = start_consumer(rt, ns, topic).await;
+    let warm = HARNESS
+        .wait_until(DEADLINE, || consumer.count("warmup") == 1)
+        .await;
+    assert!(warm, "the warm-up message was not consumed");
+    consumer
 }
 
 /// A message of `topic` with body `body`, tag `TagTimer`, key and user property derived
@@ -219,16 +173,13 @@ fn assert_on_time(got: &Got, topic: &str, due_ms: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_timer_property_holds_a_message_until_its_time() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatTimer");
-    let rt = client_runtime("timer-kinds");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("timer-kinds");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     // Create the topic, then start the consumer before the timers are sent.
-    send(&producer, message(&topic, "warmup", |b| b), "warmup").await;
-    let mut consumer = start_consumer(&rt, &ns, &topic).await;
-    let warm = wait_until(DEADLINE, || consumer.count("warmup") == 1).await;
-    assert!(warm, "the warm-up message was not consumed");
+    let mut consumer = start_warm_consumer(&rt, &ns, &producer, &topic).await;
 
     // Due times as the test sees them: absolute ones exactly, relative ones from just
     // before the send (the broker counts from its receipt, a little later: the check
@@ -276,10 +227,11 @@ async fn each_timer_property_holds_a_message_until_its_time() {
     // Sent last, delivered first.
     send(&producer, message(&topic, "immediate", |b| b), "immediate").await;
 
-    let all = wait_until(DEADLINE, || {
-        due.keys().all(|b| consumer.count(b) >= 1) && consumer.count("immediate") >= 1
-    })
-    .await;
+    let all = HARNESS
+        .wait_until(DEADLINE, || {
+            due.keys().all(|b| consumer.count(b) >= 1) && consumer.count("immediate") >= 1
+        })
+        .await;
     let got = consumer.received();
     assert!(all, "not every timer message arrived: {got:#?}");
     // A grace period for duplicates to show up (not a timing assertion).
@@ -316,15 +268,12 @@ async fn each_timer_property_holds_a_message_until_its_time() {
 /// MESSAGE_ILLEGAL), and nothing of it is ever delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_due_is_immediate_and_beyond_the_maximum_is_refused() {
-    let c = tokio::task::block_in_place(|| Cluster::start(&["--set", "timer_max_delay_sec=60"]));
+    let c = start_cluster(&["--set", "timer_max_delay_sec=60"]);
     let ns = c.namesrv();
     let topic = unique_name("CompatTimerEdge");
-    let rt = client_runtime("timer-edges");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
-    send(&producer, message(&topic, "warmup", |b| b), "warmup").await;
-    let mut consumer = start_consumer(&rt, &ns, &topic).await;
-    let warm = wait_until(DEADLINE, || consumer.count("warmup") == 1).await;
-    assert!(warm, "the warm-up message was not consumed");
+    let rt = HARNESS.client_runtime("timer-edges");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
+    let mut consumer = start_warm_consumer(&rt, &ns, &producer, &topic).await;
 
     let refused = producer
         .send(message(&topic, "too-far", |b| b.delay_secs(3_600)))
@@ -353,7 +302,9 @@ async fn past_due_is_immediate_and_beyond_the_maximum_is_refused() {
         "past due",
     )
     .await;
-    let arrived = wait_until(DEADLINE, || consumer.count("past-due") == 1).await;
+    let arrived = HARNESS
+        .wait_until(DEADLINE, || consumer.count("past-due") == 1)
+        .await;
     assert!(arrived, "the past-due message never arrived");
     let got = consumer.received();
     let past = got.iter().find(|g| g.body == "past-due").expect("past-due");
@@ -379,11 +330,11 @@ async fn past_due_is_immediate_and_beyond_the_maximum_is_refused() {
 /// its time, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_timer_survives_a_broker_restart() {
-    let mut c = tokio::task::block_in_place(|| Cluster::start(&[]));
+    let mut c = start_cluster(&[]);
     let ns = c.namesrv();
     let topic = unique_name("CompatTimerRestart");
-    let rt = client_runtime("timer-restart");
-    let mut producer = start_producer(&rt, &ns, &unique_name("p")).await;
+    let rt = HARNESS.client_runtime("timer-restart");
+    let mut producer = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     send(&producer, message(&topic, "warmup", |b| b), "warmup").await;
     let at = now_ms() + 12_000;
     send(
@@ -401,7 +352,9 @@ async fn a_pending_timer_survives_a_broker_restart() {
     );
 
     let mut consumer = start_consumer(&rt, &ns, &topic).await;
-    let arrived = wait_until(DEADLINE, || consumer.count("across-restart") >= 1).await;
+    let arrived = HARNESS
+        .wait_until(DEADLINE, || consumer.count("across-restart") >= 1)
+        .await;
     assert!(arrived, "the timer message never arrived after the restart");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let got = consumer.received();

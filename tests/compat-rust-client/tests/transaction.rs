@@ -9,47 +9,34 @@
 //! deadlines ("eventually"), and checks content: bodies, tags, keys, user properties, the
 //! transaction flags of what is delivered, and which messages were checked back.
 
-use e2e::{now_ms, unique_name, Cluster};
-use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, LocalTransactionState,
-    MQPushConsumer, SendStatus, TelemetryHandle, TransactionListener, TransactionMQProducer,
+mod common;
+
+use common::{
+    body_text, client_config, push_consumer, record_deliveries, start_cluster, Harness, Settings,
 };
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use e2e::{now_ms, unique_name};
+use rocketmq_client_rust::{
+    ClientRuntime, DefaultMQPushConsumer, LocalTransactionState, SendStatus, TransactionListener,
+    TransactionMQProducer,
+};
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The client runs listeners on its runtime's metadata-I/O blocking lane, which by
 /// default queues only 8 tasks per core and fails the rest (a failed consume comes back
-/// through the retry topic 10 s later); made deep enough for every test here.
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    let mut config = RuntimeConfig {
-        thread_name: "compat-transaction".into(),
-        worker_threads: 2,
-        ..Default::default()
-    };
-    config.blocking_lane_policies.metadata_io.max_queue_depth = 4_096;
-    RuntimeOwner::plan(config)
-        .expect("runtime plan")
-        .build()
-        .expect("runtime")
+/// through the retry topic 10 s later); made deep enough for every test here. Plain
+/// producers join groups `compat_tx_plain*`; waits poll every 50 ms.
+static HARNESS: Harness = Harness::new(Settings {
+    consume_queue_depth: Some(4_096),
+    poll: Duration::from_millis(50),
+    ..Settings::new("compat-transaction", "compat_tx_plain")
 });
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
 
 /// Deadline for deliveries and anything else asynchronous.
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -62,32 +49,6 @@ const BROKER_ARGS: &[&str] = &[
     "--set",
     "transaction_check_interval_ms=500",
 ];
-
-/// Client settings for a test: its own instance name (client id), quick offset commits.
-fn client_config(ns: &str, instance: &str) -> ClientConfig {
-    ClientConfig::builder()
-        .namesrv_addr(ns.to_string())
-        .instance_name(instance.to_string())
-        .poll_name_server_interval(10_000)
-        .heartbeat_broker_interval(10_000)
-        .persist_consumer_offset_interval(1_000)
-        .build()
-        .expect("client config")
-}
-
-/// Polls `f` every 50 ms until it holds or `timeout` passes.
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// What the local transaction answers for a body: by its prefix.
 fn local_state(body: &str) -> LocalTransactionState {
@@ -137,8 +98,7 @@ impl TransactionListener for Listener {
     }
 
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
-        let body = String::from_utf8(msg.body().map(|b| b.to_vec()).unwrap_or_default())
-            .expect("UTF-8 body");
+        let body = body_text(msg);
         let inner = msg.message_inner();
         self.checks.lock().expect("lock").push(Check {
             body: body.clone(),
@@ -192,6 +152,25 @@ struct Got {
     received_ms: i64,
 }
 
+impl Got {
+    fn from_ext(m: &MessageExt, received_ms: i64) -> Self {
+        let inner = m.message_inner();
+        let prop = |name: &str| inner.property(name).map(str::to_owned);
+        Self {
+            body: body_text(m),
+            tags: inner.tags().map(str::to_owned),
+            keys: prop("KEYS"),
+            user: prop("userProp"),
+            topic: m.topic().to_string(),
+            sys_flag: m.sys_flag(),
+            prepared: prop("TRAN_MSG"),
+            real_topic: prop("REAL_TOPIC"),
+            real_queue: prop("REAL_QID"),
+            received_ms,
+        }
+    }
+}
+
 struct Consumer {
     inner: DefaultMQPushConsumer,
     got: Arc<Mutex<Vec<Got>>>,
@@ -210,40 +189,11 @@ impl Consumer {
 /// A clustering push consumer of `topic` reading a new group from the first offset.
 async fn start_consumer(rt: &Arc<ClientRuntime>, ns: &str, topic: &str) -> Consumer {
     let got = Arc::new(Mutex::new(Vec::new()));
-    let mut inner = DefaultMQPushConsumer::builder(rt.clone())
-        .client_config(client_config(ns, &unique_name("c")))
-        .consumer_group(unique_name("compat_tx_group"))
-        .message_model(MessageModel::Clustering)
-        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .build();
+    let group = unique_name("compat_tx_group");
+    let mut inner =
+        push_consumer(rt, ns, &unique_name("c"), &group, MessageModel::Clustering).build();
     inner.subscribe(topic, "*").await.expect("subscribe");
-    let sink = got.clone();
-    inner.register_message_listener_concurrently(
-        move |msgs: &[&MessageExt],
-              _: &ConsumeConcurrentlyContext|
-              -> Result<ConsumeConcurrentlyStatus, ClientError> {
-            let received_ms = now_ms();
-            let mut sink = sink.lock().expect("lock");
-            sink.extend(msgs.iter().map(|m| {
-                let inner = m.message_inner();
-                let prop = |name: &str| inner.property(name).map(str::to_owned);
-                Got {
-                    body: String::from_utf8(m.body().map(|b| b.to_vec()).unwrap_or_default())
-                        .expect("UTF-8 body"),
-                    tags: inner.tags().map(str::to_owned),
-                    keys: prop("KEYS"),
-                    user: prop("userProp"),
-                    topic: m.topic().to_string(),
-                    sys_flag: m.sys_flag(),
-                    prepared: prop("TRAN_MSG"),
-                    real_topic: prop("REAL_TOPIC"),
-                    real_queue: prop("REAL_QID"),
-                    received_ms,
-                }
-            }));
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-        },
-    );
+    record_deliveries(&mut inner, &got, Got::from_ext);
     inner.start().await.expect("consumer start");
     Consumer { inner, got }
 }
@@ -319,17 +269,13 @@ fn assert_committed_form(g: &Got, topic: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_rollback_and_checked_back_transactions() {
-    let c = tokio::task::block_in_place(|| Cluster::start(BROKER_ARGS));
+    let c = start_cluster(BROKER_ARGS);
     let ns = c.namesrv();
     let topic = unique_name("CompatTx");
-    let rt = client_runtime("tx-states");
+    let rt = HARNESS.client_runtime("tx-states");
     // Create the topic with a plain message, and start the consumer first: whatever is
     // visible, it sees at once.
-    let mut plain = DefaultMQProducer::builder(rt.clone())
-        .client_config(client_config(&ns, &unique_name("p")))
-        .producer_group(unique_name("compat_tx_plain"))
-        .build();
-    plain.start().await.expect("producer start");
+    let mut plain = HARNESS.start_producer(&rt, &ns, &unique_name("p")).await;
     let warmup = plain
         .send(message(&topic, "warmup"))
         .await
@@ -337,7 +283,9 @@ async fn commit_rollback_and_checked_back_transactions() {
         .expect("result");
     assert_eq!(warmup.send_status, SendStatus::SendOk);
     let mut consumer = start_consumer(&rt, &ns, &topic).await;
-    let warm = wait_until(DEADLINE, || consumer.bodies().contains("warmup")).await;
+    let warm = HARNESS
+        .wait_until(DEADLINE, || consumer.bodies().contains("warmup"))
+        .await;
     assert!(warm, "the warm-up message was not consumed");
 
     let producer = start_transaction_producer(&rt, &ns, &unique_name("compat_tx_producer")).await;
@@ -361,18 +309,21 @@ async fn commit_rollback_and_checked_back_transactions() {
         .cloned()
         .collect();
 
-    let all = wait_until(DEADLINE, || consumer.bodies().is_superset(&committed)).await;
+    let all = HARNESS
+        .wait_until(DEADLINE, || consumer.bodies().is_superset(&committed))
+        .await;
     assert!(
         all,
         "committed messages missing: {:?}; checks so far {:#?}",
         committed.difference(&consumer.bodies()).collect::<Vec<_>>(),
         producer.checks()
     );
-    let checked = wait_until(DEADLINE, || {
-        let checked: BTreeSet<String> = producer.checks().into_iter().map(|c| c.body).collect();
-        checked.is_superset(&unknown)
-    })
-    .await;
+    let checked = HARNESS
+        .wait_until(DEADLINE, || {
+            let checked: BTreeSet<String> = producer.checks().into_iter().map(|c| c.body).collect();
+            checked.is_superset(&unknown)
+        })
+        .await;
     assert!(
         checked,
         "not every UNKNOWN transaction was checked: {:#?}",
@@ -450,11 +401,11 @@ async fn a_check_goes_to_another_live_producer_of_the_group() {
     // the second producer to come up.
     let mut args = BROKER_ARGS.to_vec();
     args.extend(["--set", "transaction_check_max=200"]);
-    let c = tokio::task::block_in_place(|| Cluster::start(&args));
+    let c = start_cluster(&args);
     let ns = c.namesrv();
     let topic = unique_name("CompatTxHandover");
     let group = unique_name("compat_tx_handover");
-    let rt = client_runtime("tx-handover");
+    let rt = HARNESS.client_runtime("tx-handover");
 
     let mut first = start_transaction_producer(&rt, &ns, &group).await;
     send_in_transaction(&first, &topic, "unknown-commit-handover").await;
@@ -467,10 +418,11 @@ async fn a_check_goes_to_another_live_producer_of_the_group() {
     // A producer registers with (heartbeats to) the brokers of the topics it publishes
     // to: the second one publishes first, a transaction it commits itself.
     send_in_transaction(&second, &topic, "commit-second").await;
-    let delivered = wait_until(DEADLINE, || {
-        consumer.bodies().contains("unknown-commit-handover")
-    })
-    .await;
+    let delivered = HARNESS
+        .wait_until(DEADLINE, || {
+            consumer.bodies().contains("unknown-commit-handover")
+        })
+        .await;
     assert!(
         delivered,
         "the transaction was never committed through the second producer: checks {:#?}",
@@ -480,12 +432,14 @@ async fn a_check_goes_to_another_live_producer_of_the_group() {
         .map(String::from)
         .into();
     let answered_by_first: BTreeSet<String> = first_checks.into_iter().map(|c| c.body).collect();
-    let checked = wait_until(DEADLINE, || {
-        let mut answered: BTreeSet<String> = second.checks().into_iter().map(|c| c.body).collect();
-        answered.extend(answered_by_first.iter().cloned());
-        answered == both
-    })
-    .await;
+    let checked = HARNESS
+        .wait_until(DEADLINE, || {
+            let mut answered: BTreeSet<String> =
+                second.checks().into_iter().map(|c| c.body).collect();
+            answered.extend(answered_by_first.iter().cloned());
+            answered == both
+        })
+        .await;
     assert!(checked, "second producer's checks: {:#?}", second.checks());
     assert!(
         !second.checks().is_empty(),
