@@ -638,3 +638,17 @@ fn unreachable_broker_exits_3_and_usage_errors_exit_2() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("NoSuchCluster"), "{}", run.stderr);
 }
+
+/// sendMessage to topics that do not exist yet: each is created from TBW102 with the
+/// producer's default 4 queues, and the CLI picks only among those (as the Java
+/// producer does), whatever queue count TBW102 has.
+#[test]
+fn send_message_creates_new_topics() {
+    let c = Cluster::start(&[]);
+    let ns = c.namesrv();
+    for i in 0..12 {
+        let topic = unique_name(&format!("CliNew{i}"));
+        let run = rmqadmin(Some(&ns), &["sendMessage", "-t", &topic, "-p", "hello"]);
+        assert_eq!(run.code, Some(0), "send {i} to a new topic: {run:?}");
+    }
+}

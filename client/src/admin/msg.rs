@@ -601,14 +601,20 @@ fn send_status(code: i32) -> Option<&'static str> {
     }
 }
 
+/// Queues of a topic created by sending to it (the Java producer's
+/// `defaultTopicQueueNums`).
+const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
+
 pub fn send_message(admin: &mut Admin, args: &SendMessageArgs) -> Result<Output, AdminError> {
     validate_topic(&args.topic)?;
-    // An unknown topic is sent through TBW102's brokers, which create it (auto-create).
-    let route = match admin.route(&args.topic) {
-        Ok(r) => r,
+    // An unknown topic is sent through TBW102's brokers, which create it (auto-create)
+    // with at most DEFAULT_TOPIC_QUEUE_NUMS queues: like the Java producer, only those
+    // queues are used.
+    let (route, queue_cap) = match admin.route(&args.topic) {
+        Ok(r) => (r, i32::MAX),
         Err(e) if e.server_code() == Some(response::TOPIC_NOT_EXIST) => match admin.route("TBW102")
         {
-            Ok(r) => r,
+            Ok(r) => (r, DEFAULT_TOPIC_QUEUE_NUMS),
             Err(_) => return Err(e),
         },
         Err(e) => return Err(e),
@@ -619,7 +625,7 @@ pub fn send_message(admin: &mut Admin, args: &SendMessageArgs) -> Result<Output,
         .filter_map(|t| {
             let q = route.queue_datas.iter().find(|q| q.broker_name == t.name)?;
             (perm::is_writeable(q.perm) && q.write_queue_nums > 0)
-                .then_some((t, q.write_queue_nums))
+                .then_some((t, q.write_queue_nums.min(queue_cap)))
         })
         .collect();
     let Some((target, queues)) = writable.into_iter().next() else {
@@ -659,7 +665,7 @@ pub fn send_message(admin: &mut Admin, args: &SendMessageArgs) -> Result<Output,
         a: TOOLS_PRODUCER_GROUP.into(),
         b: args.topic.clone(),
         c: "TBW102".into(),
-        d: 4,
+        d: DEFAULT_TOPIC_QUEUE_NUMS,
         e: queue_id,
         f: 0,
         g: now_ms(),
