@@ -151,6 +151,21 @@ pub fn schedule_properties(properties: &[u8], topic: &str, queue_id: i32) -> Vec
     out
 }
 
+/// Where a message set aside (delayed, timer, transaction half) really goes: the
+/// `REAL_TOPIC` / `REAL_QID` that [`schedule_properties`] wrote, a queue this shard owns.
+pub fn real_destination(ctx: &ShardCtx, properties: &[u8]) -> Result<(String, i32), String> {
+    let topic = protocol::message::get_property(properties, property::REAL_TOPIC)
+        .ok_or("no REAL_TOPIC")?
+        .to_owned();
+    let queue_id: i32 = protocol::message::get_property(properties, property::REAL_QUEUE_ID)
+        .and_then(|q| q.parse().ok())
+        .ok_or("no REAL_QID")?;
+    if owner_of(&topic, queue_id, ctx.shards()) != ctx.id {
+        return Err(format!("{topic}:{queue_id} is not on shard {}", ctx.id));
+    }
+    Ok((topic, queue_id))
+}
+
 /// Starts one delivery task per delay level and per timer level on this shard.
 pub fn start(ctx: &Rc<ShardCtx>) {
     for level in 1..=ctx.broker.delay_levels.len() {
@@ -247,15 +262,7 @@ async fn deliver(
     view: &protocol::message::record::RecordView,
 ) -> Result<(), String> {
     let props = &view.properties;
-    let topic = protocol::message::get_property(props, property::REAL_TOPIC)
-        .ok_or("no REAL_TOPIC")?
-        .to_owned();
-    let queue_id: i32 = protocol::message::get_property(props, property::REAL_QUEUE_ID)
-        .and_then(|q| q.parse().ok())
-        .ok_or("no REAL_QID")?;
-    if owner_of(&topic, queue_id, ctx.shards()) != ctx.id {
-        return Err(format!("{topic}:{queue_id} is not on shard {}", ctx.id));
-    }
+    let (topic, queue_id) = real_destination(ctx, props)?;
     // As RocketMQ: the delay (or timer) goes, REAL_TOPIC / REAL_QID stay.
     let mut properties = Vec::with_capacity(props.len());
     for (k, v) in iter_properties(props) {

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use crate::broker::wall_ms;
 use crate::meta::topics::{TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC};
-use crate::shard::{owner_of, ShardCtx};
+use crate::shard::ShardCtx;
 
 /// The offset-store group holding each shard's lowest open half offset.
 pub const PROGRESS_GROUP: &str = "%TRANSACTION_PROGRESS%";
@@ -281,15 +281,7 @@ async fn put_committed(
     half_offset: i64,
 ) -> Result<(), String> {
     let props = &half.properties;
-    let topic = get_property(props, property::REAL_TOPIC)
-        .ok_or("no REAL_TOPIC")?
-        .to_owned();
-    let queue_id: i32 = get_property(props, property::REAL_QUEUE_ID)
-        .and_then(|q| q.parse().ok())
-        .ok_or("no REAL_QID")?;
-    if owner_of(&topic, queue_id, ctx.shards()) != ctx.id {
-        return Err(format!("{topic}:{queue_id} is not on shard {}", ctx.id));
-    }
+    let (topic, queue_id) = crate::schedule::real_destination(ctx, props)?;
     let mut properties = Vec::with_capacity(props.len());
     for (k, v) in iter_properties(props) {
         if k != property::REAL_TOPIC
@@ -299,28 +291,12 @@ async fn put_committed(
             append_property(&mut properties, k, v);
         }
     }
-    let mut records = [RecordWriter {
-        queue_id,
-        flag: half.flag,
-        queue_offset: 0,
-        physical_offset: 0,
-        sys_flag: (half.sys_flag & !sys_flag::TRANSACTION_ROLLBACK) | sys_flag::TRANSACTION_COMMIT,
-        born_timestamp: half.born_timestamp,
-        born_host: half.born_host,
-        store_timestamp: 0,
-        store_host: ctx.broker.store_host,
-        reconsume_times: half.reconsume_times,
-        prepared_transaction_offset: half_offset,
-        body: &half.body,
-        topic: &topic,
-        properties: &properties,
-    }];
-    let appended = ctx
-        .store
-        .put(&mut records, wall_ms())
-        .await
-        .map_err(|e| e.to_string())?;
-    crate::processor::send::notify_stored(ctx, &topic, queue_id, appended, true);
+    let mut record =
+        crate::shard::restore(half, &topic, queue_id, &properties, ctx.broker.store_host);
+    record.sys_flag =
+        (half.sys_flag & !sys_flag::TRANSACTION_ROLLBACK) | sys_flag::TRANSACTION_COMMIT;
+    record.prepared_transaction_offset = half_offset;
+    let appended = ctx.put_one(record).await.map_err(|e| e.to_string())?;
     ctx.store
         .wait_acked(&appended)
         .await
