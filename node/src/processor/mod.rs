@@ -161,6 +161,39 @@ pub async fn handle(ctx: &Rc<ShardCtx>, origin: Origin, req: RemotingCommand) ->
     }
 }
 
+/// A remark with RocketMQ's `FAQUrl.suggestTodo` ending.
+pub fn with_faq(remark: impl std::fmt::Display) -> String {
+    format!("{remark} See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.")
+}
+
+/// TOPIC_NOT_EXIST as sends and pulls answer it.
+pub fn topic_not_exist(req: &RemotingCommand, topic: &str) -> RemotingCommand {
+    req.error_response(
+        response::TOPIC_NOT_EXIST,
+        with_faq(format!("topic[{topic}] not exist, apply first please!")),
+    )
+}
+
+/// NO_PERMISSION when the broker's permission lacks `needed` (`perm::WRITE` for what
+/// stores messages, `perm::READ` for pulls); `action` is "sending" or "pulling".
+pub fn broker_forbids(
+    ctx: &ShardCtx,
+    req: &RemotingCommand,
+    needed: i32,
+    action: &str,
+) -> Option<RemotingCommand> {
+    let broker = &ctx.broker;
+    (broker.permission() & needed != needed).then(|| {
+        req.error_response(
+            response::NO_PERMISSION,
+            format!(
+                "the broker[{}] {action} message is forbidden",
+                broker.advertised
+            ),
+        )
+    })
+}
+
 /// The answer to a request whose header does not parse (RocketMQ answers SYSTEM_ERROR
 /// with the decoding exception).
 pub fn bad_header(req: &RemotingCommand, e: impl std::fmt::Display) -> RemotingCommand {

@@ -130,20 +130,14 @@ struct Got {
     count: usize,
 }
 
-pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) -> RemotingCommand {
+pub async fn pull(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> RemotingCommand {
     let h: PullMessageRequestHeader = match req.header() {
         Ok(h) => h,
         Err(e) => return super::bad_header(req, e),
     };
     let broker = &ctx.broker;
-    if !perm::is_readable(broker.permission()) {
-        return req.error_response(
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] pulling message is forbidden",
-                broker.advertised
-            ),
-        );
+    if let Some(refused) = super::broker_forbids(ctx, req, perm::READ, "pulling") {
+        return refused;
     }
     let group = match broker.meta.groups.find_or_create(
         &h.consumer_group,
@@ -153,11 +147,10 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
         Ok(None) => {
             return req.error_response(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!(
-                    "subscription group [{}] does not exist, \
-                     See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
+                super::with_faq(format!(
+                    "subscription group [{}] does not exist,",
                     h.consumer_group
-                ),
+                )),
             )
         }
         Err(e) => return req.error_response(response::SYSTEM_ERROR, e.to_string()),
@@ -169,14 +162,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
         );
     }
     let Some(topic) = broker.meta.topics.get(&h.topic) else {
-        return req.error_response(
-            response::TOPIC_NOT_EXIST,
-            format!(
-                "topic[{}] not exist, apply first please! \
-                 See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
-                h.topic
-            ),
-        );
+        return super::topic_not_exist(req, &h.topic);
     };
     if !perm::is_readable(topic.perm) {
         return req.error_response(
@@ -189,7 +175,7 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
             response::INVALID_PARAMETER,
             format!(
                 "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
-                h.queue_id, h.topic, topic.read_queue_nums, _origin.peer
+                h.queue_id, h.topic, topic.read_queue_nums, origin.peer
             ),
         );
     }
@@ -208,15 +194,13 @@ pub async fn pull(ctx: &Rc<ShardCtx>, _origin: Origin, req: &RemotingCommand) ->
         let Some(info) = broker.clients.consumer_group(&h.consumer_group) else {
             return req.error_response(
                 response::SUBSCRIPTION_NOT_EXIST,
-                "the consumer's group info not exist \
-                 See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
+                super::with_faq("the consumer's group info not exist"),
             );
         };
         let Some(sub) = info.subscriptions.get(&h.topic) else {
             return req.error_response(
                 response::SUBSCRIPTION_NOT_EXIST,
-                "the consumer's subscription not exist \
-                 See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
+                super::with_faq("the consumer's subscription not exist"),
             );
         };
         if sub.sub_version < h.sub_version {

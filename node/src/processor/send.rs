@@ -37,14 +37,8 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
     };
     let broker = &ctx.broker;
     let config = &broker.config;
-    if !perm::is_writeable(broker.permission()) {
-        return req.error_response(
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending message is forbidden",
-                broker.advertised
-            ),
-        );
+    if let Some(refused) = super::broker_forbids(ctx, req, perm::WRITE, "sending") {
+        return refused;
     }
     if let Err(remark) = crate::meta::topics::validate_topic_name(&header.topic) {
         return req.error_response(response::SYSTEM_ERROR, remark);
@@ -71,16 +65,7 @@ pub async fn send(ctx: &Rc<ShardCtx>, origin: Origin, req: &RemotingCommand) -> 
         }
         None => match auto_create(ctx, &header) {
             Some(c) => c,
-            None => {
-                return req.error_response(
-                    response::TOPIC_NOT_EXIST,
-                    format!(
-                        "topic[{}] not exist, apply first please! \
-                         See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
-                        header.topic
-                    ),
-                )
-            }
+            None => return super::topic_not_exist(req, &header.topic),
         },
     };
     if !perm::is_writeable(topic_config.perm) {

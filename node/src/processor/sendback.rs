@@ -46,14 +46,8 @@ pub async fn send_back(
         Err(e) => return super::bad_header(req, e),
     };
     let broker = &ctx.broker;
-    if !perm::is_writeable(broker.permission()) {
-        return req.error_response(
-            response::NO_PERMISSION,
-            format!(
-                "the broker[{}] sending message is forbidden",
-                broker.advertised
-            ),
-        );
+    if let Some(refused) = super::broker_forbids(ctx, req, perm::WRITE, "sending") {
+        return refused;
     }
     let group = match broker
         .meta
@@ -64,11 +58,7 @@ pub async fn send_back(
         Ok(None) => {
             return req.error_response(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!(
-                    "subscription group not exist, {} \
-                     See https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.",
-                    h.group
-                ),
+                super::with_faq(format!("subscription group not exist, {}", h.group)),
             )
         }
         Err(e) => return req.error_response(response::SYSTEM_ERROR, e.to_string()),
