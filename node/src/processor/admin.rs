@@ -469,6 +469,18 @@ fn mq_key(topic: &str, broker_name: &str, queue_id: i32) -> String {
         .to_string()
 }
 
+/// A fastjson map `{<MessageQueue>:value,...}` of this broker's queues.
+fn mq_map<'a, V: std::fmt::Display>(
+    broker_name: &str,
+    entries: impl IntoIterator<Item = (&'a str, i32, V)>,
+) -> String {
+    let entries: Vec<String> = entries
+        .into_iter()
+        .map(|(topic, queue_id, value)| format!("{}:{value}", mq_key(topic, broker_name, queue_id)))
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
 /// GET_TOPIC_STATS_INFO (202): min/max offset and last update time of every queue.
 pub async fn topic_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingCommand {
     let h: TopicRequestHeader = match req.header() {
@@ -482,18 +494,14 @@ pub async fn topic_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> RemotingC
         );
     };
     let figures = queue_figures(ctx, &h.topic, config.write_queue_nums, Default::default()).await;
-    let broker_name = &ctx.broker.config.broker_name;
-    let entries: Vec<String> = figures
-        .iter()
-        .map(|f| {
-            format!(
-                "{}:{}",
-                mq_key(&h.topic, broker_name, f.queue_id),
-                serde_json::json!({ "lastUpdateTimestamp": f.last_ms, "maxOffset": f.max, "minOffset": f.min })
-            )
-        })
-        .collect();
-    let body = format!("{{\"offsetTable\":{{{}}}}}", entries.join(","));
+    let table = mq_map(
+        &ctx.broker.config.broker_name,
+        figures.iter().map(|f| {
+            let value = serde_json::json!({ "lastUpdateTimestamp": f.last_ms, "maxOffset": f.max, "minOffset": f.min });
+            (h.topic.as_str(), f.queue_id, value)
+        }),
+    );
+    let body = format!("{{\"offsetTable\":{table}}}");
     req.response(response::SUCCESS).with_body(body.into_bytes())
 }
 
@@ -509,36 +517,30 @@ pub async fn consume_stats(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Remotin
         Some(t) => vec![t.to_owned()],
         None => broker.meta.offsets.topics_for_group(&h.consumer_group),
     };
-    let broker_name = &broker.config.broker_name;
     let mut entries = Vec::new();
-    for topic in topics {
-        let Some(config) = broker.meta.topics.get(&topic) else {
+    for topic in &topics {
+        let Some(config) = broker.meta.topics.get(topic) else {
             continue;
         };
         let committed: std::collections::HashMap<i32, i64> = broker
             .meta
             .offsets
-            .queue_offsets(&h.consumer_group, &topic)
+            .queue_offsets(&h.consumer_group, topic)
             .into_iter()
             .collect();
-        let figures = queue_figures(ctx, &topic, config.write_queue_nums, committed.clone()).await;
+        let figures = queue_figures(ctx, topic, config.write_queue_nums, committed.clone()).await;
         for f in figures {
             let consumer = committed.get(&f.queue_id).copied().unwrap_or(0).max(0);
-            entries.push(format!(
-                "{}:{}",
-                mq_key(&topic, broker_name, f.queue_id),
-                serde_json::json!({
-                    "brokerOffset": f.max,
-                    "consumerOffset": consumer,
-                    "lastTimestamp": f.at_ms,
-                })
-            ));
+            let value = serde_json::json!({
+                "brokerOffset": f.max,
+                "consumerOffset": consumer,
+                "lastTimestamp": f.at_ms,
+            });
+            entries.push((topic.as_str(), f.queue_id, value));
         }
     }
-    let body = format!(
-        "{{\"consumeTps\":0.0,\"offsetTable\":{{{}}}}}",
-        entries.join(",")
-    );
+    let table = mq_map(&broker.config.broker_name, entries);
+    let body = format!("{{\"consumeTps\":0.0,\"offsetTable\":{table}}}");
     req.response(response::SUCCESS).with_body(body.into_bytes())
 }
 
@@ -606,15 +608,11 @@ pub async fn reset_offset(ctx: &Rc<ShardCtx>, req: &RemotingCommand) -> Remoting
     if h.queue_id >= 0 {
         table.retain(|(q, _)| *q == h.queue_id);
     }
-    let broker_name = &broker.config.broker_name;
-    let body = format!(
-        "{{\"offsetTable\":{{{}}}}}",
-        table
-            .iter()
-            .map(|(q, o)| format!("{}:{o}", mq_key(&h.topic, broker_name, *q)))
-            .collect::<Vec<_>>()
-            .join(",")
+    let reset = mq_map(
+        &broker.config.broker_name,
+        table.iter().map(|&(q, o)| (h.topic.as_str(), q, o)),
     );
+    let body = format!("{{\"offsetTable\":{reset}}}");
     if let Some(info) = broker.clients.consumer_group(&h.group) {
         let mut notify =
             RemotingCommand::request(protocol::code::request::RESET_CONSUMER_CLIENT_OFFSET)
