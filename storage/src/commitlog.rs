@@ -611,10 +611,12 @@ impl<B: Backend> CommitLog<B> {
 
     /// Reads `len` bytes of the log at global `offset`: a zero-copy slice of the tail
     /// cache when the range lies in one written chunk, otherwise a direct read (or a
-    /// copy assembled from chunks still in memory).
+    /// copy assembled from chunks still in memory, or from both: a span may start in
+    /// data that left the cache and end in data not yet written).
     pub async fn read(&self, offset: i64, len: usize) -> Result<Payload, StoreError> {
         let (shard, pos) = split_offset(offset);
-        let (file, seg) = {
+        let end = pos + len as u64;
+        let (file, seg, tail) = {
             let st = self.inner.state.borrow();
             let out_of_range = || StoreError::OutOfRange {
                 offset,
@@ -622,20 +624,52 @@ impl<B: Backend> CommitLog<B> {
                 min: global_offset(self.inner.config.shard, st.min_pos),
                 max: global_offset(self.inner.config.shard, st.write_pos),
             };
-            if shard != self.inner.config.shard
-                || pos < st.min_pos
-                || pos + len as u64 > st.write_pos
-            {
+            if shard != self.inner.config.shard || pos < st.min_pos || end > st.write_pos {
                 return Err(out_of_range());
             }
             if let Some(payload) = read_memory(&self.inner.config, &st, pos, len) {
                 return Ok(payload);
             }
+            // Everything below the oldest chunk in memory is written; what is not
+            // written is in memory. Take the memory part now: it may leave the cache
+            // while the disk part is read.
+            let written = self.inner.written.get();
+            let tail = if end > written {
+                let boundary = oldest_in_memory(&st);
+                assert!(
+                    pos < boundary && boundary <= written,
+                    "memory ({boundary}..) and disk (..{written}) leave a gap"
+                );
+                let tail =
+                    read_memory(&self.inner.config, &st, boundary, (end - boundary) as usize)
+                        .expect("memory holds everything from its oldest chunk");
+                Some(tail)
+            } else {
+                None
+            };
             let seg = segment_base(&self.inner.config, pos);
             let file = st.segments.get(&seg).ok_or_else(out_of_range)?.clone();
-            (file, seg)
+            (file, seg, tail)
         };
-        // Below the tail cache: everything here is written.
+        let Some(tail) = tail else {
+            return self.read_disk(&file, seg, pos, len).await;
+        };
+        let head_len = len - tail.len();
+        let head = self.read_disk(&file, seg, pos, head_len).await?;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&tail);
+        Ok(Payload::from_vec(out))
+    }
+
+    /// A direct read of written data in the segment at `seg`.
+    async fn read_disk(
+        &self,
+        file: &B::File,
+        seg: u64,
+        pos: u64,
+        len: usize,
+    ) -> Result<Payload, StoreError> {
         assert!(
             pos + len as u64 <= self.inner.written.get(),
             "read of unwritten data went to disk"
@@ -931,6 +965,14 @@ fn roll<B: Backend>(config: &CommitLogConfig, st: &mut State<B>, seg_end: u64) {
     };
 }
 
+/// Local offset of the oldest byte still in memory (cached, sealed or active).
+fn oldest_in_memory<B: Backend>(st: &State<B>) -> u64 {
+    st.cache
+        .front()
+        .or(st.sealed.front())
+        .map_or(st.active.base, |c| c.base)
+}
+
 /// A zero-copy slice when `[pos, pos+len)` lies in one sealed chunk; a copy when it is in
 /// memory but spans chunks or the active chunk; `None` when part of it is only on disk.
 fn read_memory<B: Backend>(
@@ -949,12 +991,7 @@ fn read_memory<B: Backend>(
         }
     }
     // Spans chunks, or is (partly) in the active chunk: assemble a copy, newest first.
-    let oldest = st
-        .cache
-        .front()
-        .or(st.sealed.front())
-        .map_or(st.active.base, |c| c.base);
-    if pos < oldest {
+    if pos < oldest_in_memory(st) {
         return None;
     }
     let mut out = vec![0u8; len];
