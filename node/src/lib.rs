@@ -10,7 +10,6 @@
 //! - [`meta`]: topics, subscription groups and consumer offsets, persisted.
 //! - [`register`]: registration with the nameservers.
 
-pub mod addrsrv;
 pub mod broker;
 pub mod clients;
 pub mod config;

@@ -74,7 +74,7 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
         config.apply_override(kv).map_err(|e| e.to_string())?;
     }
     if let Some(url) = config.namesrv_address_url.clone() {
-        match node::addrsrv::fetch(&url, std::time::Duration::from_secs(5)) {
+        match client::addrsrv::fetch(&url, std::time::Duration::from_secs(5)) {
             Ok(addrs) => {
                 tracing::info!(%url, ?addrs, "nameserver addresses from the address server");
                 config.namesrv_addr = addrs;
