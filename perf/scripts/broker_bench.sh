@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 rm -rf "$DATA" && mkdir -p "$DATA"
 
 cargo build --release -q -p nameserver -p node -p perf --bins
-bin=./target/release
+bin=${CARGO_TARGET_DIR:-./target}/release
 NS=127.0.0.1:39876
 BROKER=127.0.0.1:40911
 

@@ -6,12 +6,13 @@ set -u
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p nameserver -p node -p perf --bins
 GIB=$1
+BIN=${CARGO_TARGET_DIR:-./target}/release
 D=${DATA:-./recovery-bench-data}
 rm -rf $D; mkdir -p $D
-./target/release/nameserver --listen 127.0.0.1:49876 > $D/ns.log 2>&1 &
+$BIN/nameserver --listen 127.0.0.1:49876 > $D/ns.log 2>&1 &
 NS=$!
 start_broker() {
-  ./target/release/broker --namesrv 127.0.0.1:49876 --listen 127.0.0.1:50911 --store-dir $D/store > $D/b.out 2> $D/b.err &
+  $BIN/broker --namesrv 127.0.0.1:49876 --listen 127.0.0.1:50911 --store-dir $D/store > $D/b.out 2> $D/b.err &
   B=$!
 }
 start_broker
@@ -19,7 +20,7 @@ for _ in $(seq 100); do grep -q "ready on" $D/b.out 2>/dev/null && break; sleep 
 while :; do
   used=$(du -s --block-size=1G $D/store/shard-*/commitlog 2>/dev/null | awk '{s+=$1} END {print s+0}')
   [ "$used" -ge "$GIB" ] && break
-  ./target/release/rmq_bench produce --namesrv 127.0.0.1:49876 --topic Fill --size 4096 --batch 32 --connections 2 --inflight 8 --secs 5 > /dev/null 2>&1
+  $BIN/rmq_bench produce --namesrv 127.0.0.1:49876 --topic Fill --size 4096 --batch 32 --connections 2 --inflight 8 --secs 5 > /dev/null 2>&1
 done
 # Actual bytes written (not preallocated): sum of commit-log max offsets via runtime info is simpler: report du
 echo "store commit logs: $(du -sh $D/store | cut -f1) allocated"
