@@ -332,6 +332,23 @@ impl ClientInstance {
             .lock()
             .expect("routes lock")
             .insert(topic.to_owned(), route.clone());
+        // A broker new to this client hears its groups at once, as Java does after a
+        // route change: a consumer absent from the broker's member list would get no
+        // queues until the next periodic heartbeat.
+        let new: BTreeSet<String> = {
+            let greeted = self.greeted.lock().expect("greeted lock");
+            route
+                .data
+                .broker_datas
+                .iter()
+                .filter_map(|b| b.broker_addrs.get(&MASTER_ID))
+                .filter(|a| !greeted.contains(*a))
+                .cloned()
+                .collect()
+        };
+        if !new.is_empty() {
+            self.heartbeat_to(new).await;
+        }
         Ok(route)
     }
 

@@ -459,18 +459,22 @@ impl PushInner {
         }
         self.instance.heartbeat().await;
         for sub in self.subs.iter().filter(|s| s.sql92) {
-            let route = self.instance.route(&sub.topic).await?;
+            // The topic's brokers; while it has no route, every broker this client knows.
+            let addrs: BTreeSet<String> = match self.instance.route(&sub.topic).await {
+                Ok(route) => route
+                    .data
+                    .broker_datas
+                    .iter()
+                    .filter_map(|b| b.broker_addrs.get(&protocol::body::MASTER_ID).cloned())
+                    .collect(),
+                Err(_) => self.instance.all_masters(),
+            };
             let body = CheckClientRequestBody {
                 client_id: self.instance.client_id.clone(),
                 group: self.group.clone(),
                 subscription_data: sub.data(self.sub_version),
             };
-            for addr in route
-                .data
-                .broker_datas
-                .iter()
-                .filter_map(|b| b.broker_addrs.get(&protocol::body::MASTER_ID))
-            {
+            for addr in &addrs {
                 let cmd = RemotingCommand::request(request::CHECK_CLIENT_CONFIG)
                     .with_body(serde_json::to_vec(&body).expect("check body serializes"));
                 self.instance.call(addr, cmd).await?;
@@ -687,7 +691,8 @@ impl PushInner {
                 sub: &pq.sub,
                 sub_version: self.sub_version,
             };
-            match pull(&self.instance, params).await {
+            let r = pull(&self.instance, params).await;
+            match r {
                 Ok(PullOutcome::Found { mut msgs, next }) => {
                     for m in &mut msgs {
                         restore_retry_topic(m, &self.group);
