@@ -384,82 +384,13 @@ impl ProducerInner {
         self.uniq.lock().expect("uniq lock").next_id(now)
     }
 
-    fn prepare(&self, mut msg: Message, extra_sys_flag: i32) -> Result<Prepared> {
-        msg.validate(self.max_body_bytes)?;
-        let uniq = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-            Some(id) => id.to_owned(),
-            None => {
-                let id = self.next_uniq_id();
-                msg.properties
-                    .insert(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.into(), id.clone());
-                id
-            }
-        };
-        msg.properties
-            .entry(property::WAIT_STORE_MSG_OK.into())
-            .or_insert_with(|| "true".into());
-        let (body, compressed) = maybe_compress(&msg.body, self.compress_over);
-        let properties = String::from_utf8(msg.encoded_properties())
-            .map_err(|_| ClientError::InvalidMessage("properties are not UTF-8".into()))?;
-        Ok(Prepared {
-            topic: msg.topic,
-            body,
-            properties,
-            flag: msg.flag,
-            sys_flag: compressed | extra_sys_flag,
-            batch: false,
-            uniq_ids: vec![uniq],
-        })
+    fn prepare(&self, msg: Message, extra_sys_flag: i32) -> Result<Prepared> {
+        let limits = (self.max_body_bytes, self.compress_over);
+        prepare(msg, extra_sys_flag, limits, &mut || self.next_uniq_id())
     }
 
     fn prepare_batch(&self, msgs: Vec<Message>) -> Result<Prepared> {
-        let Some(first) = msgs.first() else {
-            return Err(ClientError::InvalidMessage("the batch is empty".into()));
-        };
-        let topic = first.topic.clone();
-        let mut body = Vec::new();
-        let mut uniq_ids = Vec::with_capacity(msgs.len());
-        for mut msg in msgs {
-            msg.validate(self.max_body_bytes)?;
-            if msg.topic != topic {
-                return Err(ClientError::InvalidMessage(format!(
-                    "a batch has one topic; found {} and {}",
-                    topic, msg.topic
-                )));
-            }
-            if msg.property(property::DELAY_TIME_LEVEL).is_some() {
-                return Err(ClientError::InvalidMessage(
-                    "delayed messages cannot be batched".into(),
-                ));
-            }
-            let id = self.next_uniq_id();
-            msg.properties
-                .insert(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.into(), id.clone());
-            msg.properties
-                .entry(property::WAIT_STORE_MSG_OK.into())
-                .or_insert_with(|| "true".into());
-            uniq_ids.push(id);
-            encode_batch_entry(&mut body, msg.flag, &msg.body, &msg.encoded_properties())
-                .map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
-        }
-        if body.len() > self.max_body_bytes {
-            return Err(ClientError::InvalidMessage(format!(
-                "the batch is {} bytes; the limit is {}",
-                body.len(),
-                self.max_body_bytes
-            )));
-        }
-        let mut props = Vec::new();
-        protocol::message::append_property(&mut props, property::WAIT_STORE_MSG_OK, "true");
-        Ok(Prepared {
-            topic,
-            body: Bytes::from(body),
-            properties: String::from_utf8(props).expect("ASCII properties"),
-            flag: 0,
-            sys_flag: 0,
-            batch: true,
-            uniq_ids,
-        })
+        prepare_batch(msgs, self.max_body_bytes, &mut || self.next_uniq_id())
     }
 
     /// The next queue, avoiding `avoid`'s broker when another one has queues.
@@ -491,32 +422,7 @@ impl ProducerInner {
     }
 
     fn request(&self, p: &Prepared, mq: &MessageQueue) -> RemotingCommand {
-        let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
-            producer_group: self.group.clone(),
-            topic: p.topic.clone(),
-            default_topic: AUTO_CREATE_TOPIC.into(),
-            default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
-            queue_id: mq.queue_id,
-            sys_flag: p.sys_flag,
-            born_timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            flag: p.flag,
-            properties: Some(p.properties.clone()),
-            reconsume_times: Some(0),
-            unit_mode: Some(false),
-            batch: Some(p.batch),
-            max_reconsume_times: None,
-            broker_name: Some(mq.broker_name.clone()),
-        });
-        let code = if p.batch {
-            request::SEND_BATCH_MESSAGE
-        } else {
-            request::SEND_MESSAGE_V2
-        };
-        RemotingCommand::request(code)
-            .with_header(&header)
-            .with_body(p.body.clone())
+        send_request(&self.group, p, mq, crate::consumer::now_ms())
     }
 
     async fn send(&self, p: Prepared, target: Target<'_>) -> Result<SendResult> {
@@ -602,6 +508,125 @@ impl ProducerInner {
     }
 }
 
+/// What goes on the wire for one message: UNIQ_KEY (kept if set), WAIT, the body
+/// compressed when over the threshold.
+fn prepare(
+    mut msg: Message,
+    extra_sys_flag: i32,
+    (max_body_bytes, compress_over): (usize, usize),
+    next_id: &mut dyn FnMut() -> String,
+) -> Result<Prepared> {
+    msg.validate(max_body_bytes)?;
+    let uniq = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = next_id();
+            msg.properties
+                .insert(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.into(), id.clone());
+            id
+        }
+    };
+    msg.properties
+        .entry(property::WAIT_STORE_MSG_OK.into())
+        .or_insert_with(|| "true".into());
+    let (body, compressed) = maybe_compress(&msg.body, compress_over);
+    let properties = String::from_utf8(msg.encoded_properties())
+        .map_err(|_| ClientError::InvalidMessage("properties are not UTF-8".into()))?;
+    Ok(Prepared {
+        topic: msg.topic,
+        body,
+        properties,
+        flag: msg.flag,
+        sys_flag: compressed | extra_sys_flag,
+        batch: false,
+        uniq_ids: vec![uniq],
+    })
+}
+
+/// A batch's body (`MessageBatch.encode`): each message with its own UNIQ_KEY.
+fn prepare_batch(
+    msgs: Vec<Message>,
+    max_body_bytes: usize,
+    next_id: &mut dyn FnMut() -> String,
+) -> Result<Prepared> {
+    let Some(first) = msgs.first() else {
+        return Err(ClientError::InvalidMessage("the batch is empty".into()));
+    };
+    let topic = first.topic.clone();
+    let mut body = Vec::new();
+    let mut uniq_ids = Vec::with_capacity(msgs.len());
+    for mut msg in msgs {
+        msg.validate(max_body_bytes)?;
+        if msg.topic != topic {
+            return Err(ClientError::InvalidMessage(format!(
+                "a batch has one topic; found {} and {}",
+                topic, msg.topic
+            )));
+        }
+        if msg.property(property::DELAY_TIME_LEVEL).is_some() {
+            return Err(ClientError::InvalidMessage(
+                "delayed messages cannot be batched".into(),
+            ));
+        }
+        let id = next_id();
+        msg.properties
+            .insert(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.into(), id.clone());
+        msg.properties
+            .entry(property::WAIT_STORE_MSG_OK.into())
+            .or_insert_with(|| "true".into());
+        uniq_ids.push(id);
+        encode_batch_entry(&mut body, msg.flag, &msg.body, &msg.encoded_properties())
+            .map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
+    }
+    if body.len() > max_body_bytes {
+        return Err(ClientError::InvalidMessage(format!(
+            "the batch is {} bytes; the limit is {}",
+            body.len(),
+            max_body_bytes
+        )));
+    }
+    let mut props = Vec::new();
+    protocol::message::append_property(&mut props, property::WAIT_STORE_MSG_OK, "true");
+    Ok(Prepared {
+        topic,
+        body: Bytes::from(body),
+        properties: String::from_utf8(props).expect("ASCII properties"),
+        flag: 0,
+        sys_flag: 0,
+        batch: true,
+        uniq_ids,
+    })
+}
+
+/// SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) as Java producers send it: the single-letter
+/// header, TBW102 as the default topic, and the broker name (`bname`, 5.x).
+fn send_request(group: &str, p: &Prepared, mq: &MessageQueue, born_ms: i64) -> RemotingCommand {
+    let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
+        producer_group: group.to_owned(),
+        topic: p.topic.clone(),
+        default_topic: AUTO_CREATE_TOPIC.into(),
+        default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
+        queue_id: mq.queue_id,
+        sys_flag: p.sys_flag,
+        born_timestamp: born_ms,
+        flag: p.flag,
+        properties: Some(p.properties.clone()),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(p.batch),
+        max_reconsume_times: None,
+        broker_name: Some(mq.broker_name.clone()),
+    });
+    let code = if p.batch {
+        request::SEND_BATCH_MESSAGE
+    } else {
+        request::SEND_MESSAGE_V2
+    };
+    RemotingCommand::request(code)
+        .with_header(&header)
+        .with_body(p.body.clone())
+}
+
 /// Answers CHECK_TRANSACTION_STATE with the listener's verdict (END_TRANSACTION,
 /// oneway, on the connection the check came on).
 fn check_handler(
@@ -657,4 +682,142 @@ fn check_handler(
             }
         });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::header::CommandHeader;
+    use protocol::message::{decode_batch, get_property};
+
+    fn mq() -> MessageQueue {
+        MessageQueue {
+            topic: "TopicTest".into(),
+            broker_name: "broker-a".into(),
+            queue_id: 3,
+        }
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("{n:032X}")
+        }
+    }
+
+    /// The send header as Java's `SendMessageRequestHeaderV2` writes it: letters a..n
+    /// with these values, JSON-encoded on the wire.
+    #[test]
+    fn send_request_carries_javas_v2_letters() {
+        let msg = Message::new("TopicTest", "hello")
+            .with_tags("TagA")
+            .with_keys(["k1"]);
+        let p = prepare(msg, 0, (4 << 20, 4096), &mut ids()).unwrap();
+        let cmd = send_request("ProducerGroup", &p, &mq(), 1_700_000_000_000);
+        assert_eq!(cmd.code, 310);
+        let ext = cmd.ext_fields.clone();
+        let expect = [
+            ("a", "ProducerGroup"),
+            ("b", "TopicTest"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "3"),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("j", "0"),
+            ("k", "false"),
+            ("m", "false"),
+            ("n", "broker-a"),
+        ];
+        for (k, v) in expect {
+            assert_eq!(ext.get(k), Some(v), "field {k}");
+        }
+        let props = ext.get("i").unwrap().as_bytes();
+        assert_eq!(get_property(props, "TAGS"), Some("TagA"));
+        assert_eq!(get_property(props, "KEYS"), Some("k1"));
+        assert_eq!(get_property(props, "WAIT"), Some("true"));
+        assert_eq!(
+            get_property(props, "UNIQ_KEY"),
+            Some(&format!("{:032X}", 1)[..])
+        );
+        assert_eq!(&cmd.body[..], b"hello");
+        // What a broker decodes from the frame is what was meant.
+        let frame = cmd.encode().unwrap();
+        let mut buf = bytes::BytesMut::from(&frame[..]);
+        let back = protocol::FrameDecoder::default()
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        let h = SendMessageRequestHeader::from_request(back.code, &back.ext_fields).unwrap();
+        assert_eq!(h.producer_group, "ProducerGroup");
+        assert_eq!(h.queue_id, 3);
+        assert!(!h.is_batch(back.code));
+        // The header letters are exactly those of V2 (no field-name variants).
+        assert!(SendMessageRequestHeaderV2::from_ext_fields(&back.ext_fields).is_ok());
+    }
+
+    #[test]
+    fn big_bodies_are_zlib_compressed_with_the_flags_java_sets() {
+        let body = "abc".repeat(2000);
+        let p = prepare(
+            Message::new("T", body.clone()),
+            0,
+            (4 << 20, 4096),
+            &mut ids(),
+        )
+        .unwrap();
+        assert_eq!(p.sys_flag, sys_flag::COMPRESSED | 0x300);
+        assert!(p.body.len() < body.len());
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&p.body[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, body.as_bytes());
+        // At or under the threshold: sent as is.
+        let small = prepare(
+            Message::new("T", "x".repeat(4096)),
+            0,
+            (4 << 20, 4096),
+            &mut ids(),
+        )
+        .unwrap();
+        assert_eq!(small.sys_flag, 0);
+    }
+
+    #[test]
+    fn batch_body_is_messagedecoder_layout() {
+        let msgs = vec![
+            Message::new("T", "one").with_tags("A"),
+            Message::new("T", "two"),
+        ];
+        let p = prepare_batch(msgs, 4 << 20, &mut ids()).unwrap();
+        let cmd = send_request("G", &p, &mq(), 1);
+        assert_eq!(cmd.code, 320);
+        assert_eq!(cmd.ext_fields.get("m"), Some("true"));
+        let entries = decode_batch(&p.body, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(&entries[0].body[..], b"one");
+        assert_eq!(get_property(&entries[0].properties, "TAGS"), Some("A"));
+        assert_eq!(p.uniq_ids.len(), 2);
+        assert_eq!(
+            get_property(&entries[1].properties, "UNIQ_KEY"),
+            Some(p.uniq_ids[1].as_str())
+        );
+        // A batch has one topic and no delayed message.
+        let mixed = vec![Message::new("T", "a"), Message::new("U", "b")];
+        assert!(prepare_batch(mixed, 4 << 20, &mut ids()).is_err());
+        let delayed = vec![Message::new("T", "a").with_delay_level(2)];
+        assert!(prepare_batch(delayed, 4 << 20, &mut ids()).is_err());
+    }
+
+    #[test]
+    fn invalid_messages_are_refused_before_sending() {
+        let limits = (10, 4096);
+        assert!(prepare(Message::new("T", "x".repeat(11)), 0, limits, &mut ids()).is_err());
+        assert!(prepare(Message::new("a b", "x"), 0, limits, &mut ids()).is_err());
+        assert!(prepare(Message::new("T", ""), 0, limits, &mut ids()).is_err());
+        let bad_prop = Message::new("T", "x").with_property("k", "v\u{1}");
+        assert!(prepare(bad_prop, 0, limits, &mut ids()).is_err());
+    }
 }

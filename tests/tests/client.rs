@@ -644,3 +644,43 @@ fn sends_fail_over_to_another_broker() {
         producer.shutdown().await;
     });
 }
+
+/// A delay level and a timer property hold messages back until they are due.
+#[test]
+fn delayed_and_timer_messages_arrive_when_due() {
+    let cluster = Cluster::start(&[]);
+    let ns = cluster.namesrv();
+    runtime().block_on(async {
+        let topic = "ClientDelay";
+        let producer = Producer::builder("pg_delay")
+            .config(config(&ns))
+            .start()
+            .await
+            .unwrap();
+        producer.send(Message::new(topic, "now")).await.unwrap();
+        let sent = Instant::now();
+        producer
+            .send(Message::new(topic, "level-1").with_delay_level(1))
+            .await
+            .unwrap();
+        producer
+            .send(Message::new(topic, "timer-1500").with_delay_ms(1500))
+            .await
+            .unwrap();
+        let got = read_topic(&ns, topic, 3).await;
+        let arrived = sent.elapsed();
+        let b: BTreeSet<String> = got
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        assert_eq!(
+            b,
+            BTreeSet::from(["now".into(), "level-1".into(), "timer-1500".into()])
+        );
+        assert!(
+            arrived >= Duration::from_millis(1400),
+            "the timer message came after {arrived:?}"
+        );
+        producer.shutdown().await;
+    });
+}
