@@ -1,10 +1,9 @@
 //! A raw-disk reference for the scenario runner: sequential O_DIRECT writes (then one
-//! `fdatasync`) and reads of one file in 4 MiB blocks, from one blocking thread. The
+//! `fdatasync`) and reads of one file in 4 MiB blocks, several in flight. The
 //! same run measures it, so broker figures can be read as ratios that hold on a noisy
 //! machine. `storage_bench` has the deeper baselines (queue depth, fio).
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,39 +46,32 @@ impl Aligned {
     }
 }
 
-/// Writes then reads `bytes` (rounded up to 4 MiB) at `file`, and removes it.
-pub fn baseline(file: &Path, bytes: u64) -> Result<DiskBaseline, DiskError> {
+/// Writes then reads `bytes` (rounded up to 4 MiB blocks) at `file` with `depth`
+/// threads, each doing blocking O_DIRECT I/O on every `depth`-th block (so `depth` I/Os
+/// are in flight, like a broker's pipelined writes), then one `fdatasync`; removes the file.
+pub fn baseline(file: &Path, bytes: u64, depth: usize) -> Result<DiskBaseline, DiskError> {
     let io = |op, source| DiskError::Io {
         op,
         path: file.to_owned(),
         source,
     };
+    let depth = depth.max(1);
     let blocks = bytes.div_ceil(BLOCK as u64).max(1);
-    let mut buf = Aligned::new();
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(file)
-            .map_err(|e| io("open for writing", e))?;
-        let t = Instant::now();
-        for _ in 0..blocks {
-            f.write_all(buf.buf()).map_err(|e| io("write", e))?;
-        }
-        f.sync_data().map_err(|e| io("fdatasync", e))?;
-        let write_s = t.elapsed().as_secs_f64();
-        drop(f);
-        let mut f = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(file)
-            .map_err(|e| io("open for reading", e))?;
+            .map_err(|e| io("open", e))?;
         let t = Instant::now();
-        for _ in 0..blocks {
-            f.read_exact(buf.buf()).map_err(|e| io("read", e))?;
-        }
+        run_parallel(&f, blocks, depth, true).map_err(|e| io("write", e))?;
+        f.sync_data().map_err(|e| io("fdatasync", e))?;
+        let write_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        run_parallel(&f, blocks, depth, false).map_err(|e| io("read", e))?;
         let read_s = t.elapsed().as_secs_f64();
         let total = blocks * BLOCK as u64;
         Ok(DiskBaseline {
@@ -90,6 +82,34 @@ pub fn baseline(file: &Path, bytes: u64) -> Result<DiskBaseline, DiskError> {
     })();
     let _ = std::fs::remove_file(file);
     result
+}
+
+fn run_parallel(f: &std::fs::File, blocks: u64, depth: usize, write: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..depth as u64)
+            .map(|t| {
+                scope.spawn(move || -> std::io::Result<()> {
+                    let mut buf = Aligned::new();
+                    let mut b = t;
+                    while b < blocks {
+                        let at = b * BLOCK as u64;
+                        if write {
+                            f.write_all_at(buf.buf(), at)?;
+                        } else {
+                            f.read_exact_at(buf.buf(), at)?;
+                        }
+                        b += depth as u64;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("I/O thread panicked")))
+        })
+    })
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `dir` (`df`'s Avail).
@@ -111,7 +131,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("baseline.bin");
         // tmpfs refuses O_DIRECT: then the error names the operation and path.
-        match baseline(&file, 1) {
+        match baseline(&file, 1, 2) {
             Ok(b) => {
                 assert_eq!(b.bytes, BLOCK as u64);
                 assert!(b.write_mb_s > 0.0 && b.read_mb_s > 0.0);

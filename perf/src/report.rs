@@ -191,6 +191,25 @@ impl Report {
     }
 }
 
+/// Pretty JSON with one line per series sample (a 600-sample report stays small and
+/// still diffs line by line).
+pub fn to_json(r: &Report) -> Result<String, serde_json::Error> {
+    const MARK: &str = "\"__series__\"";
+    let mut v = serde_json::to_value(r)?;
+    v["series"] = serde_json::Value::String("__series__".into());
+    let pretty = serde_json::to_string_pretty(&v)?;
+    let mut lines = Vec::with_capacity(r.series.len());
+    for s in &r.series {
+        lines.push(format!("    {}", serde_json::to_string(s)?));
+    }
+    let series = if lines.is_empty() {
+        "[]".to_owned()
+    } else {
+        format!("[\n{}\n  ]", lines.join(",\n"))
+    };
+    Ok(pretty.replacen(MARK, &series, 1))
+}
+
 /// Two reports side by side: every metric either has, the ratio B / A.
 pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str) -> String {
     let (ma, mb) = (a.flat_metrics(), b.flat_metrics());
@@ -264,6 +283,9 @@ const W: f64 = 960.0;
 const PANEL_H: f64 = 240.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 160.0;
+/// Samples further apart than this (seconds) are not joined by a line. Downsampled
+/// long runs have samples several seconds apart: the gap scales with the spacing.
+const GAP_S: f64 = 2.5;
 
 struct Line<'a> {
     label: &'a str,
@@ -447,13 +469,23 @@ fn panel(s: &mut String, r: &Report, top: f64, t_max: f64, lines: &[Line], log: 
         }
     }
     // Lines: gaps where a value is 0 (that side was not running).
+    let spacing = match (r.series.first(), r.series.last()) {
+        (Some(a), Some(b)) if r.series.len() > 1 => (b.t - a.t) / (r.series.len() - 1) as f64,
+        _ => 1.0,
+    };
+    let gap = GAP_S.max(2.5 * spacing);
     for (i, l) in lines.iter().enumerate() {
         let mut d = String::new();
         let mut pen_down = false;
+        let mut prev_t = f64::NEG_INFINITY;
         for x in &r.series {
             let v = (l.get)(x);
-            if !(v.is_finite() && v > 0.0) {
+            // No line across a gap in time (a broker restart between sweep points).
+            if !(v.is_finite() && v > 0.0) || x.t - prev_t > gap {
                 pen_down = false;
+            }
+            prev_t = x.t;
+            if !(v.is_finite() && v > 0.0) {
                 continue;
             }
             let _ = write!(
@@ -592,7 +624,14 @@ mod tests {
     #[test]
     fn report_round_trips_through_json() {
         let r = report(1.0);
-        let text = serde_json::to_string(&r).expect("json");
+        let text = to_json(&r).expect("json");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("\"produce_mbps\""))
+                .count(),
+            r.series.len(),
+            "one line per sample"
+        );
         let back: Report = serde_json::from_str(&text).expect("parse");
         assert_eq!(back.series, r.series);
         assert_eq!(back.rows, r.rows);

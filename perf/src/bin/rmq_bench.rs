@@ -433,7 +433,8 @@ async fn produce_conn(c: ProduceConn, run: Run) {
         } else {
             Duration::ZERO
         };
-        'run: while !run.stop.load(Ordering::Relaxed) {
+        let mut exhausted = false;
+        while !run.stop.load(Ordering::Relaxed) && !exhausted {
             let mut due = 64;
             if c.rate > 0.0 {
                 let now = Instant::now();
@@ -459,7 +460,9 @@ async fn produce_conn(c: ProduceConn, run: Run) {
             for _ in 0..n {
                 if let Some(b) = &run.budget {
                     if b.fetch_sub(batch as i64, Ordering::Relaxed) <= 0 {
-                        break 'run;
+                        // What is already in `out` still goes: its answers are awaited.
+                        exhausted = true;
+                        break;
                     }
                 }
                 let frame = &c.frames[q % c.frames.len()];
@@ -547,6 +550,8 @@ struct PullConn {
     wake: local_channel::LocalSender<()>,
     pending: Rc<RefCell<HashMap<i32, local_channel::LocalSender<RemotingCommand>>>>,
     next_opaque: Cell<i32>,
+    /// The reader saw the connection end: every call fails at once.
+    closed: Rc<Cell<bool>>,
 }
 
 impl PullConn {
@@ -561,6 +566,7 @@ impl PullConn {
             wake,
             pending: Rc::default(),
             next_opaque: Cell::new(1),
+            closed: Rc::default(),
         });
         glommio::spawn_local(async move {
             let mut batch = Vec::new();
@@ -574,6 +580,7 @@ impl PullConn {
         })
         .detach();
         let pending = conn.pending.clone();
+        let closed = conn.closed.clone();
         glommio::spawn_local(async move {
             let decoder = FrameDecoder::default();
             let mut buf = BytesMut::with_capacity(1 << 20);
@@ -591,6 +598,7 @@ impl PullConn {
                 }
             }
             // Dropping the senders wakes every waiter with an error.
+            closed.set(true);
             pending.borrow_mut().clear();
         })
         .detach();
@@ -598,6 +606,9 @@ impl PullConn {
     }
 
     async fn call(&self, mut cmd: RemotingCommand) -> Option<RemotingCommand> {
+        if self.closed.get() {
+            return None;
+        }
         let opaque = self.next_opaque.get();
         self.next_opaque.set(opaque.wrapping_add(1).max(1));
         cmd.opaque = opaque;
@@ -611,6 +622,53 @@ impl PullConn {
     }
 }
 
+/// A consumer connection shared by several queues, reopened when the broker closes it.
+struct ConnSlot {
+    addr: SocketAddr,
+    conn: RefCell<Option<Rc<PullConn>>>,
+    reopening: Cell<bool>,
+}
+
+impl ConnSlot {
+    fn new(addr: SocketAddr) -> Rc<Self> {
+        Rc::new(Self {
+            addr,
+            conn: RefCell::new(None),
+            reopening: Cell::new(false),
+        })
+    }
+
+    /// The open connection, reopening it (once, for every queue on it) if it closed.
+    async fn get(&self, stop: &AtomicBool) -> Option<Rc<PullConn>> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let current = self.conn.borrow().clone();
+            match current {
+                Some(c) if !c.closed.get() => return Some(c),
+                _ if self.reopening.get() => {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+                stale => {
+                    self.reopening.set(true);
+                    if stale.is_some() {
+                        eprintln!("connection to {} closed; reconnecting", self.addr);
+                    }
+                    match PullConn::open(self.addr).await {
+                        Ok(c) => *self.conn.borrow_mut() = Some(c),
+                        Err(e) => {
+                            eprintln!("connect {}: {e}", self.addr);
+                            glommio::timer::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    self.reopening.set(false);
+                }
+            }
+        }
+    }
+}
+
 struct QueueJob {
     topic: String,
     queue_id: i32,
@@ -618,8 +676,25 @@ struct QueueJob {
     slot: usize,
 }
 
+/// GET_MAX_OFFSET of one queue.
+async fn max_offset(conn: &PullConn, job: &QueueJob) -> Option<i64> {
+    let cmd = RemotingCommand::request(request::GET_MAX_OFFSET)
+        .with_header(&GetMaxOffsetRequestHeader {
+            topic: job.topic.clone(),
+            queue_id: job.queue_id,
+            committed: true,
+        })
+        .with_serialize_type(SerializeType::RocketMq);
+    match conn.call(cmd).await {
+        Some(r) if r.code == response::SUCCESS => {
+            r.ext_fields.get("offset").and_then(|v| v.parse().ok())
+        }
+        _ => None,
+    }
+}
+
 async fn consume_queue(
-    conn: Rc<PullConn>,
+    slot: Rc<ConnSlot>,
     job: QueueJob,
     c: Rc<ConsumeArgs>,
     backlog: Arc<Vec<AtomicI64>>,
@@ -627,29 +702,33 @@ async fn consume_queue(
 ) {
     let mut offset = 0i64;
     if c.from == "last" {
-        let cmd = RemotingCommand::request(request::GET_MAX_OFFSET)
-            .with_header(&GetMaxOffsetRequestHeader {
-                topic: job.topic.clone(),
-                queue_id: job.queue_id,
-                committed: true,
-            })
-            .with_serialize_type(SerializeType::RocketMq);
-        match conn.call(cmd).await {
-            Some(r) if r.code == response::SUCCESS => {
-                offset = r
-                    .ext_fields
-                    .get("offset")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-            _ => eprintln!("GET_MAX_OFFSET {} {} failed", job.topic, job.queue_id),
+        let Some(conn) = slot.get(&run.stop).await else {
+            return;
+        };
+        match max_offset(&conn, &job).await {
+            Some(o) => offset = o,
+            None => eprintln!("GET_MAX_OFFSET {} {} failed", job.topic, job.queue_id),
         }
     }
+    let mut last_probe = Instant::now();
     while !run.stop.load(Ordering::Relaxed) {
         if run.paused.load(Ordering::Relaxed) {
+            // While paused, a GET_MAX_OFFSET every few seconds keeps the connection from
+            // being closed as idle and the backlog figure current.
+            if last_probe.elapsed() > Duration::from_secs(5) {
+                last_probe = Instant::now();
+                if let Some(conn) = slot.get(&run.stop).await {
+                    if let Some(max) = max_offset(&conn, &job).await {
+                        backlog[job.slot].store((max - offset).max(0), Ordering::Relaxed);
+                    }
+                }
+            }
             glommio::timer::sleep(Duration::from_millis(50)).await;
             continue;
         }
+        let Some(conn) = slot.get(&run.stop).await else {
+            return;
+        };
         let header = PullMessageRequestHeader {
             consumer_group: c.group.clone(),
             topic: job.topic.clone(),
@@ -673,7 +752,9 @@ async fn consume_queue(
             .with_serialize_type(SerializeType::RocketMq);
         let t0 = Instant::now();
         let Some(answer) = conn.call(cmd).await else {
-            return;
+            // Connection lost: counted, and the next round reconnects.
+            run.totals.failures.fetch_add(1, Ordering::Relaxed);
+            continue;
         };
         run.totals.requests.fetch_add(1, Ordering::Relaxed);
         let mut count = 0u64;
@@ -914,13 +995,9 @@ fn main() {
                     }
                 } else if let Some(c) = consume_args {
                     let c = Rc::new(c);
-                    let mut conns = Vec::new();
-                    for _ in 0..common.connections.max(1) {
-                        match PullConn::open(addr).await {
-                            Ok(conn) => conns.push(conn),
-                            Err(e) => eprintln!("connect {addr}: {e}"),
-                        }
-                    }
+                    let conns: Vec<Rc<ConnSlot>> = (0..common.connections.max(1))
+                        .map(|_| ConnSlot::new(addr))
+                        .collect();
                     let mine = pairs
                         .iter()
                         .enumerate()

@@ -97,6 +97,10 @@ struct ScenarioArgs {
     /// Soak: messages per pull of the catching-up group.
     #[arg(long, default_value_t = 32)]
     pull_batch: i32,
+    /// Soak: catch-up read rate assumed when sizing the backlog (production goes on
+    /// while the group drains, and that needs disk too), MB/s.
+    #[arg(long, default_value_t = 250.0)]
+    expected_catchup_mb: f64,
     /// Soak: longest catch-up before giving up, seconds.
     #[arg(long, default_value_t = 3600)]
     drain_timeout_secs: u64,
@@ -112,6 +116,9 @@ struct ScenarioArgs {
     /// Recovery: commit log to fill before kill -9, GiB.
     #[arg(long, default_value_t = 4.0)]
     fill_gib: f64,
+    /// 4 MiB O_DIRECT I/Os in flight in the disk reference.
+    #[arg(long, default_value_t = 4)]
+    disk_ref_depth: usize,
     /// Size of the O_DIRECT disk reference, MiB.
     #[arg(long, default_value_t = 1024)]
     disk_ref_mib: u64,
@@ -636,9 +643,13 @@ fn config_fingerprint(ctx: &Ctx) -> BrokerConfig {
 }
 
 fn references(ctx: &mut Ctx) -> Result<()> {
-    println!("== references: O_DIRECT write+read of the data disk, TCP round trip");
+    println!(
+        "== references: O_DIRECT write+read of the data disk ({} x 4 MiB in flight), TCP round trip",
+        ctx.args.disk_ref_depth
+    );
     let file = ctx.args.data_dir.join("disk-reference.bin");
-    let d = disk::baseline(&file, ctx.args.disk_ref_mib << 20)?;
+    let d = disk::baseline(&file, ctx.args.disk_ref_mib << 20, ctx.args.disk_ref_depth)?;
+    ctx.reference("disk_ref_depth", ctx.args.disk_ref_depth as f64);
     ctx.reference("disk_write_mb_s", d.write_mb_s);
     ctx.reference("disk_read_mb_s", d.read_mb_s);
     let out = Command::new(ctx.bin_dir.join("rmq_bench"))
@@ -997,10 +1008,17 @@ fn series_total(path: &Path, key: &str) -> (f64, Option<Value>) {
 }
 
 fn soak(ctx: &mut Ctx) -> Result<()> {
+    let gib_b = (1u64 << 30) as f64;
     let avail = disk::available_bytes(&ctx.args.data_dir).unwrap_or(0) as f64;
-    let margin = ctx.args.disk_margin_gib * (1u64 << 30) as f64;
-    let wanted = ctx.args.backlog_gib * (1u64 << 30) as f64;
-    let target = wanted.min((avail - margin).max(0.0));
+    let margin = ctx.args.disk_margin_gib * gib_b;
+    let wanted = ctx.args.backlog_gib * gib_b;
+    // The store also holds preallocated segments, queues and index (about 4 GiB here),
+    // and production goes on while the group drains: a backlog B at produce rate r and
+    // catch-up rate c writes B x c / (c - r) in all.
+    let (r, c) = (ctx.args.rate_mb, ctx.args.expected_catchup_mb);
+    let growth = if c > r { c / (c - r) } else { 2.0 };
+    let room = (avail - margin - 4.0 * gib_b).max(0.0) / growth;
+    let target = wanted.min(room);
     if target < (256u64 << 20) as f64 {
         return Err(PerfError::Failed(format!(
             "only {:.1} GiB free: no room for a backlog with a {:.0} GiB margin",
@@ -1010,9 +1028,10 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
     }
     let gib = target / (1u64 << 30) as f64;
     let note = format!(
-        "backlog target {gib:.1} GiB (asked {:.1} GiB; {:.1} GiB free, {:.0} GiB margin)",
+        "backlog target {gib:.1} GiB (asked {:.1} GiB; {:.1} GiB free, {:.0} GiB margin, \
+         4 GiB store overhead, x{growth:.2} for production during a catch-up at {c:.0} MB/s)",
         ctx.args.backlog_gib,
-        avail / (1u64 << 30) as f64,
+        avail / gib_b,
         ctx.args.disk_margin_gib
     );
     println!("== {note}");
@@ -1023,8 +1042,10 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
     let size = ctx.args.size;
     let rate_msgs = ctx.args.rate_mb * 1e6 / size as f64;
     let stop = ctx.out.join("soak.stop");
+    let stop_produce = ctx.out.join("soak.stop-produce");
     let pause = ctx.out.join("soak.pause");
     let _ = std::fs::remove_file(&stop);
+    let _ = std::fs::remove_file(&stop_produce);
     File::create(&pause).map_err(io_err("create the pause file"))?;
     let long = (ctx.args.drain_timeout_secs * 4 + 3600).to_string();
     let mut prod = s(&[
@@ -1044,7 +1065,7 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
         "--secs".into(),
         long.clone(),
         "--stop-file".into(),
-        stop.display().to_string(),
+        stop_produce.display().to_string(),
     ]);
     let mut cons = s(&[
         "consume", "--topic", "Soak", "--group", "soak", "--from", "first",
@@ -1122,6 +1143,18 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
                 );
                 last_print = Instant::now();
             }
+            if !stop_produce.exists()
+                && (disk::available_bytes(&ctx.args.data_dir).unwrap_or(u64::MAX) as f64)
+                    < margin / 2.0
+            {
+                let _ = File::create(&stop_produce);
+                let note = format!(
+                    "production stopped at {:.0} s: free disk below half the margin",
+                    ctx.t()
+                );
+                println!("== {note}");
+                ctx.report.notes.push(note);
+            }
             if pulled && consumed > 0.0 && backlog < rate_msgs.max(1000.0) {
                 drained_at = Some(ctx.t());
                 break;
@@ -1146,9 +1179,11 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
         Ok((produced, consumed, t_resume - t0, drained - t_resume))
     })();
     let _ = File::create(&stop);
+    let _ = File::create(&stop_produce);
     let pv = ctx.finish(p);
     let cv = ctx.finish(c);
     let _ = std::fs::remove_file(&stop);
+    let _ = std::fs::remove_file(&stop_produce);
     let _ = std::fs::remove_file(&pause);
     let (produced, consumed, accumulate_s, drain_s) = outcome?;
     let (pv, cv) = (pv?, cv?);
@@ -1290,9 +1325,10 @@ fn recovery(ctx: &mut Ctx) -> Result<()> {
         "   store {:.2} GiB allocated (segments are preallocated)",
         store as f64 / (1u64 << 30) as f64
     );
-    sleep(Duration::from_secs(2))?;
     let mut times = BTreeMap::new();
-    for (label, kill9) in [("clean-restart", false), ("kill9-restart", true)] {
+    // kill -9 first, right after the fill, while checkpoints trail the log; then a clean
+    // stop and start of the same store as the reference.
+    for (label, kill9) in [("kill9-restart", true), ("clean-restart", false)] {
         let t0 = ctx.t();
         let c = ctx.cluster.as_mut().ok_or(PerfError::Interrupted)?;
         let stop_t = Instant::now();
@@ -1329,7 +1365,10 @@ fn recovery(ctx: &mut Ctx) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+        let log = ctx.out.join(format!("broker-{}.log", c.starts));
+        let replayed = replayed_records(&std::fs::read_to_string(&log).unwrap_or_default());
         let m: BTreeMap<String, f64> = [
+            ("replayed_records", replayed as f64),
             ("stop_secs", stop_s),
             ("ready_line_secs", ready.as_secs_f64()),
             ("first_send_secs", first_send.unwrap_or(0.0)),
@@ -1339,7 +1378,7 @@ fn recovery(ctx: &mut Ctx) -> Result<()> {
         .map(|(k, v)| (k.to_owned(), round(v)))
         .collect();
         println!(
-            "   {label}: stop {stop_s:.3} s, ready line {:.3} s, first send {:.3} s, first pull {:.3} s",
+            "   {label}: stop {stop_s:.3} s, {replayed} records replayed, ready line {:.3} s, first send {:.3} s, first pull {:.3} s",
             ready.as_secs_f64(),
             first_send.unwrap_or(0.0),
             first_pull.unwrap_or(0.0)
@@ -1381,6 +1420,21 @@ fn recovery(ctx: &mut Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records the broker's shards replayed at start, from its log lines
+/// (`... replayed_records: N ...`, with or without colour codes).
+fn replayed_records(log: &str) -> u64 {
+    log.match_indices("replayed_records: ")
+        .map(|(i, m)| {
+            log[i + m.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 // ---------------------------------------------------------------- driver
@@ -1442,8 +1496,8 @@ fn rounded(s: Sample) -> Sample {
 fn write_report(ctx: &mut Ctx) -> Result<()> {
     let series: Vec<Sample> = ctx.samples.values().cloned().map(rounded).collect();
     ctx.report.series = downsample(series, 600);
-    let json = serde_json::to_string_pretty(&ctx.report)
-        .map_err(|e| PerfError::Failed(format!("report JSON: {e}")))?;
+    let json =
+        report::to_json(&ctx.report).map_err(|e| PerfError::Failed(format!("report JSON: {e}")))?;
     let path = ctx.out.join("report.json");
     std::fs::write(&path, json).map_err(io_err(format!("write {}", path.display())))?;
     let svg = ctx.out.join("plot.svg");
@@ -1593,6 +1647,13 @@ mod tests {
         assert_eq!(d[1].produce_mbps, 2.5);
         assert_eq!(d[1].send_p99_us, 900.0);
         assert_eq!(d[0].send_p99_us, 100.0);
+    }
+
+    #[test]
+    fn replayed_records_sum_over_shards() {
+        let log = "x RecoveryStats { replayed_records: 12 } y\n\u{1b}[3mz replayed_records: 30 }";
+        assert_eq!(replayed_records(log), 42);
+        assert_eq!(replayed_records("nothing"), 0);
     }
 
     #[test]
