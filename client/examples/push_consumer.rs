@@ -3,7 +3,7 @@
 //! answers `ReconsumeLater` gets the message again later through the retry topic.
 //!
 //! ```text
-//! cargo run -p client --example push_consumer -- 127.0.0.1:9876 TopicTest [broadcast]
+//! cargo run -p client --example push_consumer -- 127.0.0.1:9876 TopicTest [broadcast] [seconds]
 //! ```
 
 use client::{ConsumeStatus, MessageExt, MessageModel, PushConsumer};
@@ -36,8 +36,9 @@ async fn main() -> Result<(), client::ClientError> {
             ConsumeStatus::Success
         })
         .await?;
-    println!("consuming as {}; Ctrl-C to stop", consumer.client_id());
-    let _ = tokio::signal::ctrl_c().await;
+    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(60);
+    println!("consuming as {} for {secs} s", consumer.client_id());
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
     consumer.shutdown().await; // commits offsets
     Ok(())
 }

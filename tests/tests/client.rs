@@ -684,3 +684,74 @@ fn delayed_and_timer_messages_arrive_when_due() {
         producer.shutdown().await;
     });
 }
+
+/// A producer and a push consumer ride through a broker crash: connections are
+/// reopened, the consumer resumes from its committed offsets, and no message acknowledged
+/// under sync flush is lost.
+#[test]
+fn clients_reconnect_after_a_broker_crash() {
+    let mut cluster = Cluster::start(&["--set", "flush=sync"]);
+    let ns = cluster.namesrv();
+    let rt = runtime();
+    let topic = "ClientCrash";
+    let seen: Seen = Arc::default();
+    let (producer, consumer) = rt.block_on(async {
+        let producer = Producer::builder("pg_crash")
+            .config(config(&ns))
+            .send_timeout(Duration::from_secs(10))
+            .start()
+            .await
+            .unwrap();
+        producer
+            .send(Message::new(topic, "before-0"))
+            .await
+            .unwrap();
+        let lite = LitePullConsumer::start("cg_crash_route", config(&ns))
+            .await
+            .unwrap();
+        wait_route(&lite, topic).await;
+        let s = seen.clone();
+        let consumer = PushConsumer::builder("cg_crash")
+            .config(config(&ns))
+            .subscribe(topic, "*")
+            .consume_from(ConsumeFrom::FirstOffset)
+            .persist_interval(Duration::from_millis(200))
+            .start(move |msgs: Vec<MessageExt>| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().extend(msgs);
+                    ConsumeStatus::Success
+                }
+            })
+            .await
+            .unwrap();
+        for i in 1..10 {
+            producer
+                .send(Message::new(topic, format!("before-{i}")))
+                .await
+                .unwrap();
+        }
+        until("the messages before the crash", || {
+            let b = bodies(&seen);
+            (0..10).all(|i| b.contains(&format!("before-{i}")))
+        })
+        .await;
+        (producer, consumer)
+    });
+    cluster.kill_and_restart_broker();
+    rt.block_on(async {
+        for i in 0..10 {
+            producer
+                .send(Message::new(topic, format!("after-{i}")))
+                .await
+                .unwrap_or_else(|e| panic!("send {i} after the restart: {e}"));
+        }
+        until("the messages after the crash", || {
+            let b = bodies(&seen);
+            (0..10).all(|i| b.contains(&format!("after-{i}")))
+        })
+        .await;
+        consumer.shutdown().await;
+        producer.shutdown().await;
+    });
+}
