@@ -305,8 +305,14 @@ fn push_consumers_share_queues_and_retry_failures() {
             .filter(|(k, n)| **n > 1 && k.starts_with('m'))
             .collect();
         assert!(dups.is_empty(), "consumed twice: {dups:?}");
+        // A consumer dropped without shutdown stops and closes its connections: the
+        // broker drops it from the group and the other one takes every queue.
+        drop(b);
+        until("the remaining consumer to hold every queue", || {
+            a.assigned().iter().filter(|q| q.topic == topic).count() == 4
+        })
+        .await;
         a.shutdown().await;
-        b.shutdown().await;
         producer.shutdown().await;
     });
 }

@@ -260,6 +260,22 @@ impl std::fmt::Debug for PushConsumer {
     }
 }
 
+/// Dropping a consumer without [`PushConsumer::shutdown`] stops it at once: offsets
+/// consumed since the last periodic commit are not committed (they are redelivered).
+impl Drop for PushConsumer {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.stopped.store(true, Ordering::Release);
+        for task in inner.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
+        }
+        for pq in inner.queues.lock().expect("queues lock").values() {
+            pq.dropped.store(true, Ordering::Release);
+            pq.abort();
+        }
+    }
+}
+
 impl PushConsumer {
     pub fn builder(group: impl Into<String>) -> PushConsumerBuilder {
         PushConsumerBuilder {
