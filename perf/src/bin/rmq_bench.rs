@@ -54,6 +54,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// `println!` that ignores a closed stdout (`rmq_bench ... | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "RocketMQ-protocol load generator")]
 struct Args {
@@ -843,7 +851,7 @@ fn echo(round_trips: usize) -> std::io::Result<()> {
             "max": hist.max(),
         },
     });
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(&summary).unwrap_or_default()
     );
@@ -1075,7 +1083,7 @@ fn main() {
         let t = start.elapsed().as_secs_f64();
         let sample = if producing {
             if !common.quiet {
-                println!(
+                say!(
                     "{t:>6.0}s Send TPS: {tps:.0} MB/s: {mbps:.1} Max RT(ms): {} Average RT(ms): {} p50: {} p99: {} p999: {} Send Failed: {}",
                     ms(rt.max_us as f64),
                     ms(rt.mean_us),
@@ -1094,7 +1102,7 @@ fn main() {
             let b2c = Latency::of(&interval_h.b2c);
             let lag: i64 = backlog.iter().map(|b| b.load(Ordering::Relaxed)).sum();
             if !common.quiet {
-                println!(
+                say!(
                     "{t:>6.0}s Consume TPS: {tps:.0} MB/s: {mbps:.1} Average(B2C) RT(ms): {} p99: {} Max: {} Average(S2C) RT(ms): {} p99: {} Max: {} Backlog: {lag}{}",
                     ms(b2c.mean_us),
                     ms(b2c.p99_us as f64),
@@ -1164,7 +1172,7 @@ fn main() {
             .into();
     }
     if !common.quiet {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         );

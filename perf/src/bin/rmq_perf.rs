@@ -148,6 +148,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PerfError {
     move |source| PerfError::Io { what, source }
 }
 
+/// Soak phase statistics leave out the run's first seconds (start-up, first segments).
+const WARMUP_S: f64 = 5.0;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -1209,7 +1212,8 @@ fn soak(ctx: &mut Ctx) -> Result<()> {
             .map(|p| {
                 samples
                     .iter()
-                    .filter(|s| s.t >= p.start_s.ceil() && s.t < p.end_s.floor())
+                    // The first seconds of the run are connection set-up and warm-up.
+                    .filter(|s| s.t >= p.start_s.ceil().max(WARMUP_S) && s.t < p.end_s.floor())
                     .collect()
             })
             .unwrap_or_default()
