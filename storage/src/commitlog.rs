@@ -85,13 +85,6 @@ pub struct CommitLogConfig {
     pub max_record_bytes: usize,
     /// Reserve each segment's blocks when it is created.
     pub preallocate: bool,
-    /// Direct reads of data no longer in memory (consumers catching up) in flight at
-    /// once; more wait their turn. Bounds how much of the device a backlog reader takes.
-    pub cold_read_concurrency: usize,
-    /// A cold read that would start while the flusher is writing waits for that write
-    /// (and its sync) to finish, up to this long: appends go first, readers still make
-    /// progress. Zero: reads never wait.
-    pub cold_read_yield: Duration,
 }
 
 impl CommitLogConfig {
@@ -107,8 +100,6 @@ impl CommitLogConfig {
             cache_bytes: 256 << 20,
             max_record_bytes: 4 << 20,
             preallocate: true,
-            cold_read_concurrency: 8,
-            cold_read_yield: Duration::from_millis(2),
         }
     }
 
@@ -119,9 +110,6 @@ impl CommitLogConfig {
                 "chunk_bytes {} is not a positive multiple of {BLOCK}",
                 self.chunk_bytes
             ));
-        }
-        if self.cold_read_concurrency == 0 {
-            return bad("cold_read_concurrency must be at least 1".into());
         }
         if self.segment_bytes < 2 * self.chunk_bytes as u64
             || !self.segment_bytes.is_multiple_of(BLOCK as u64)
@@ -320,12 +308,6 @@ struct Inner<B: Backend> {
     rolling: glommio::sync::Semaphore,
     /// A background task is creating the next segment.
     creating_ahead: Cell<bool>,
-    /// The flusher is writing or syncing.
-    writing: Cell<bool>,
-    /// Write rounds the flusher finished (cold reads wait for the next one).
-    write_rounds: Watermark<StoreError>,
-    /// Permits for cold reads in flight.
-    cold_reads: glommio::sync::Semaphore,
 }
 
 /// A shard's commit log. Cheap to clone (shared on the shard's thread).
@@ -431,7 +413,6 @@ impl<B: Backend> CommitLog<B> {
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
-        let config_cold_reads = config.cold_read_concurrency;
         let inner = Rc::new(Inner {
             backend,
             config,
@@ -444,9 +425,6 @@ impl<B: Backend> CommitLog<B> {
             shutdown: Watermark::new(0),
             rolling: glommio::sync::Semaphore::new(1),
             creating_ahead: Cell::new(false),
-            writing: Cell::new(false),
-            write_rounds: Watermark::new(0),
-            cold_reads: glommio::sync::Semaphore::new(config_cold_reads as u64),
         });
         glommio::spawn_local(flusher(inner.clone())).detach();
         Ok(Self { inner })
@@ -696,21 +674,6 @@ impl<B: Backend> CommitLog<B> {
             pos + len as u64 <= self.inner.written.get(),
             "read of unwritten data went to disk"
         );
-        let inner = &self.inner;
-        let _permit = inner
-            .cold_reads
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        if inner.writing.get() && !inner.config.cold_read_yield.is_zero() {
-            // Appends first: let the write (and sync) in flight finish, within bounds.
-            let next_round = inner.write_rounds.get() + 1;
-            let done = async {
-                let _ = inner.write_rounds.wait_for(next_round).await;
-            };
-            futures_lite::future::or(done, glommio::timer::sleep(inner.config.cold_read_yield))
-                .await;
-        }
         let from = align_down(pos - seg);
         let to = align_up(pos - seg + len as u64);
         let block = file
@@ -1101,7 +1064,6 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
             // They stay in `sealed` while written: readers must find them somewhere.
             st.sealed.iter().cloned().collect()
         };
-        inner.writing.set(true);
         if let Err(e) = write_batch(&inner, &batch).await {
             poison(&inner, e);
             return;
@@ -1160,8 +1122,6 @@ async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
             last_sync = Instant::now();
             inner.durable.advance(end);
         }
-        inner.writing.set(false);
-        inner.write_rounds.advance(inner.write_rounds.get() + 1);
         if inner.closed.get() && inner.durable.get() >= inner.appended.get() {
             return;
         }

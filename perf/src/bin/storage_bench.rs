@@ -103,10 +103,6 @@ struct Args {
     /// Depths of the sync runs on fallocated against zero-filled segments.
     #[arg(long, value_delimiter = ',', default_value = "16,1024")]
     zero_depths: Vec<usize>,
-    /// How long a cold read waits for the flusher's write in flight (0: never), in
-    /// microseconds; default: the store's.
-    #[arg(long)]
-    cold_read_yield_us: Option<u64>,
     /// Tail cache of the appending logs, in MiB.
     #[arg(long, default_value_t = 256)]
     cache_mib: usize,
@@ -584,16 +580,8 @@ async fn synced_writes(
 
 // --- Commit log ---
 
-/// `--cold-read-yield-us`, for every log this run opens.
-static COLD_READ_YIELD: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-
 fn log_config(dir: &Path, sync: bool, chunk_bytes: usize, cache_bytes: usize) -> CommitLogConfig {
-    let defaults = CommitLogConfig::new(dir, 0);
     CommitLogConfig {
-        cold_read_yield: COLD_READ_YIELD
-            .get()
-            .copied()
-            .unwrap_or(defaults.cold_read_yield),
         segment_bytes: SEGMENT_BYTES,
         chunk_bytes,
         cache_bytes,
@@ -1154,9 +1142,6 @@ struct Report {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(us) = args.cold_read_yield_us {
-        let _ = COLD_READ_YIELD.set(Duration::from_micros(us));
-    }
     if let Some(spec) = &args.child {
         return child_main(spec);
     }
