@@ -26,6 +26,10 @@
 //! process while glommio caches polled-I/O support per thread (a second executor thread
 //! fails its reads with EOPNOTSUPP on this project's virtio disks).
 
+/// The broker's allocator, so that the store is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use perf::devstat::{self, Delta};
 use perf::fio;
