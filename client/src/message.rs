@@ -87,9 +87,7 @@ impl Message {
     }
 
     pub fn keys(&self) -> Vec<&str> {
-        self.property(property::KEYS)
-            .map(|k| k.split(' ').filter(|k| !k.is_empty()).collect())
-            .unwrap_or_default()
+        split_keys(self.property(property::KEYS))
     }
 
     pub fn property(&self, name: &str) -> Option<&str> {
@@ -127,6 +125,12 @@ impl Message {
         }
         Ok(())
     }
+}
+
+/// `KEYS` holds keys separated by spaces.
+fn split_keys(keys: Option<&str>) -> Vec<&str> {
+    keys.map(|k| k.split(' ').filter(|k| !k.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// RocketMQ's topic name rule: 1..=127 characters of `[A-Za-z0-9_%|-]`.
@@ -231,9 +235,7 @@ impl MessageExt {
     }
 
     pub fn keys(&self) -> Vec<&str> {
-        self.property(property::KEYS)
-            .map(|k| k.split(' ').filter(|k| !k.is_empty()).collect())
-            .unwrap_or_default()
+        split_keys(self.property(property::KEYS))
     }
 
     pub fn message_queue(&self) -> MessageQueue {

@@ -378,9 +378,7 @@ fn retriable(code: i32) -> bool {
 
 impl ProducerInner {
     fn next_uniq_id(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = crate::consumer::now_ms();
         self.uniq.lock().expect("uniq lock").next_id(now)
     }
 

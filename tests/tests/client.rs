@@ -64,6 +64,17 @@ async fn wait_route(lite: &LitePullConsumer, topic: &str) -> Vec<client::Message
     }
 }
 
+/// A listener that records every message and succeeds.
+fn collect(
+    seen: &Seen,
+) -> impl Fn(Vec<MessageExt>) -> std::future::Ready<ConsumeStatus> + Send + Sync + 'static {
+    let seen = seen.clone();
+    move |msgs| {
+        seen.lock().unwrap().extend(msgs);
+        std::future::ready(ConsumeStatus::Success)
+    }
+}
+
 /// Reads a whole topic from the first offset with a lite pull consumer.
 async fn read_topic(namesrv: &str, topic: &str, want: usize) -> Vec<MessageExt> {
     let mut lite = LitePullConsumer::start("read_topic_group", config(namesrv))
@@ -418,7 +429,6 @@ fn broadcast_consumers_each_get_everything_and_keep_local_offsets() {
         let mut seens = Vec::new();
         for name in ["x", "y"] {
             let seen: Seen = Arc::default();
-            let s = seen.clone();
             let c = PushConsumer::builder("cg_bc")
                 .config(ClientConfig {
                     instance_name: name.into(),
@@ -428,13 +438,7 @@ fn broadcast_consumers_each_get_everything_and_keep_local_offsets() {
                 .message_model(MessageModel::Broadcasting)
                 .consume_from(ConsumeFrom::FirstOffset)
                 .offset_dir(&offsets.0)
-                .start(move |msgs: Vec<MessageExt>| {
-                    let s = s.clone();
-                    async move {
-                        s.lock().unwrap().extend(msgs);
-                        ConsumeStatus::Success
-                    }
-                })
+                .start(collect(&seen))
                 .await
                 .unwrap();
             consumers.push(c);
@@ -550,18 +554,11 @@ fn sql92_subscription_filters_and_a_bad_expression_is_refused() {
             "a malformed SQL92 expression must fail the start"
         );
         let seen: Seen = Arc::default();
-        let s = seen.clone();
         let consumer = PushConsumer::builder("cg_sql")
             .config(config(&ns))
             .subscribe_sql92(topic, "a > 5")
             .consume_from(ConsumeFrom::FirstOffset)
-            .start(move |msgs: Vec<MessageExt>| {
-                let s = s.clone();
-                async move {
-                    s.lock().unwrap().extend(msgs);
-                    ConsumeStatus::Success
-                }
-            })
+            .start(collect(&seen))
             .await
             .unwrap();
         for a in 0..10 {
@@ -716,19 +713,12 @@ fn clients_reconnect_after_a_broker_crash() {
             .await
             .unwrap();
         wait_route(&lite, topic).await;
-        let s = seen.clone();
         let consumer = PushConsumer::builder("cg_crash")
             .config(config(&ns))
             .subscribe(topic, "*")
             .consume_from(ConsumeFrom::FirstOffset)
             .persist_interval(Duration::from_millis(200))
-            .start(move |msgs: Vec<MessageExt>| {
-                let s = s.clone();
-                async move {
-                    s.lock().unwrap().extend(msgs);
-                    ConsumeStatus::Success
-                }
-            })
+            .start(collect(&seen))
             .await
             .unwrap();
         for i in 1..10 {

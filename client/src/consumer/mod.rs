@@ -475,11 +475,7 @@ pub(crate) fn restore_retry_topic(msg: &mut MessageExt, group: &str) {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use crate::admin::format::now_ms;
 
 #[cfg(test)]
 mod tests {
