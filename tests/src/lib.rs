@@ -1007,3 +1007,32 @@ pub fn rmqadmin_with(mut cmd: Command, args: &[&str]) -> AdminRun {
         stderr: err.join().expect("stderr reader"),
     }
 }
+
+/// HEART_BEAT of one clustering consumer of `group` subscribed to all of `topic`.
+pub fn consumer_heartbeat(client_id: &str, group: &str, topic: &str) -> RemotingCommand {
+    let body = protocol::body::HeartbeatData {
+        client_id: client_id.into(),
+        producer_data_set: vec![],
+        consumer_data_set: vec![protocol::body::ConsumerData {
+            group_name: group.into(),
+            consume_type: "CONSUME_PASSIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
+            subscription_data_set: vec![protocol::body::SubscriptionData {
+                topic: topic.into(),
+                sub_string: "*".into(),
+                sub_version: now_ms(),
+                expression_type: Some("TAG".into()),
+                ..Default::default()
+            }],
+            unit_mode: false,
+        }],
+        heartbeat_fingerprint: None,
+        without_sub: None,
+    };
+    RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
+        &body,
+        JsonStyle::Standard,
+        &[],
+    ))
+}

@@ -7,8 +7,7 @@
 
 use e2e::*;
 use protocol::body::{
-    ConsumerData, ConsumerListByGroupResponseBody, HeartbeatData, KvTable, SubscriptionData,
-    TopicConfigSerializeWrapper,
+    ConsumerListByGroupResponseBody, KvTable, SubscriptionData, TopicConfigSerializeWrapper,
 };
 use protocol::code::{request, response};
 use protocol::header::*;
@@ -1011,34 +1010,6 @@ fn pipelined_requests_on_one_connection_are_all_answered() {
     }
 }
 
-fn heartbeat(client_id: &str, group: &str, topic: &str) -> RemotingCommand {
-    let body = HeartbeatData {
-        client_id: client_id.into(),
-        producer_data_set: vec![],
-        consumer_data_set: vec![ConsumerData {
-            group_name: group.into(),
-            consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
-            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
-            subscription_data_set: vec![SubscriptionData {
-                topic: topic.into(),
-                sub_string: "*".into(),
-                sub_version: now_ms(),
-                expression_type: Some("TAG".into()),
-                ..Default::default()
-            }],
-            unit_mode: false,
-        }],
-        heartbeat_fingerprint: None,
-        without_sub: None,
-    };
-    RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
-        &body,
-        JsonStyle::Standard,
-        &[],
-    ))
-}
-
 fn consumer_list(client: &mut RemotingClient, group: &str) -> Option<Vec<String>> {
     let resp = client.call(
         RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(
@@ -1092,14 +1063,14 @@ fn consumer_membership_heartbeat_notify_and_unregister() {
     let mut two = c.connect_broker();
     let (id1, id2) = ("127.0.0.1@one", "127.0.0.1@two");
 
-    let resp = one.call(heartbeat(id1, &group, &topic));
+    let resp = one.call(consumer_heartbeat(id1, &group, &topic));
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     assert_eq!(consumer_list(&mut one, &group), Some(vec![id1.to_owned()]));
     // Drain notifications about our own arrival.
     while one.try_receive(Duration::from_millis(500)).is_some() {}
     one.server_requests.clear();
 
-    let resp = two.call(heartbeat(id2, &group, &topic));
+    let resp = two.call(consumer_heartbeat(id2, &group, &topic));
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     assert_eq!(
         consumer_list(&mut two, &group),

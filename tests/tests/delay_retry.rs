@@ -20,13 +20,11 @@
 //! deadlines.
 
 use e2e::*;
-use protocol::body::{ConsumerData, HeartbeatData, SubscriptionData};
 use protocol::code::{request, response};
 use protocol::header::{
     ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, OffsetResponseHeader,
     SendMessageRequestHeaderV2,
 };
-use protocol::json::{self, JsonStyle};
 use protocol::message::record::RecordView;
 use protocol::message::{decode_offset_msg_id, encode_offset_msg_id, property};
 use protocol::RemotingCommand;
@@ -774,7 +772,11 @@ fn a_message_sent_to_the_retry_topic_past_the_max_goes_to_the_dlq() {
     let retry = retry_topic(&group);
     let dlq = dlq_topic(&group);
     // A consumer of the group exists (its heartbeat creates the retry topic).
-    let resp = client.call(heartbeat(&unique_name("client"), &group, "SomeTopic"));
+    let resp = client.call(consumer_heartbeat(
+        &unique_name("client"),
+        &group,
+        "SomeTopic",
+    ));
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     let mut send_retry = |body: &str, reconsume_times: i32| {
         let max = "3";
@@ -822,34 +824,6 @@ fn a_message_sent_to_the_retry_topic_past_the_max_goes_to_the_dlq() {
     assert_eq!(dead[0].reconsume_times, 4);
 }
 
-fn heartbeat(client_id: &str, group: &str, topic: &str) -> RemotingCommand {
-    let body = HeartbeatData {
-        client_id: client_id.into(),
-        producer_data_set: vec![],
-        consumer_data_set: vec![ConsumerData {
-            group_name: group.into(),
-            consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
-            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
-            subscription_data_set: vec![SubscriptionData {
-                topic: topic.into(),
-                sub_string: "*".into(),
-                sub_version: now_ms(),
-                expression_type: Some("TAG".into()),
-                ..Default::default()
-            }],
-            unit_mode: false,
-        }],
-        heartbeat_fingerprint: None,
-        without_sub: None,
-    };
-    RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
-        &body,
-        JsonStyle::Standard,
-        &[],
-    ))
-}
-
 /// Waits for a route of `topic` at the nameserver; asserts one readable and writable
 /// queue on the broker (retry and DLQ topics have one queue by default).
 fn assert_routed_with_one_queue(c: &Cluster, topic: &str) {
@@ -885,7 +859,11 @@ fn retry_and_dlq_topics_are_routed_after_a_heartbeat_or_a_send_back() {
 
     // A consumer's heartbeat creates its group's retry topic.
     let by_heartbeat = unique_name("g_route_heartbeat");
-    let resp = client.call(heartbeat(&unique_name("client"), &by_heartbeat, &topic));
+    let resp = client.call(consumer_heartbeat(
+        &unique_name("client"),
+        &by_heartbeat,
+        &topic,
+    ));
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     assert_routed_with_one_queue(&c, &retry_topic(&by_heartbeat));
 
