@@ -150,6 +150,14 @@ impl TopicRoute {
         }
     }
 
+    /// Every broker group's master address.
+    pub(crate) fn masters(&self) -> impl Iterator<Item = &String> {
+        self.data
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.broker_addrs.get(&MASTER_ID))
+    }
+
     /// The master's address of a broker group.
     pub(crate) fn master(&self, broker_name: &str) -> Option<&str> {
         self.data
@@ -338,10 +346,7 @@ impl ClientInstance {
         let new: BTreeSet<String> = {
             let greeted = self.greeted.lock().expect("greeted lock");
             route
-                .data
-                .broker_datas
-                .iter()
-                .filter_map(|b| b.broker_addrs.get(&MASTER_ID))
+                .masters()
                 .filter(|a| !greeted.contains(*a))
                 .cloned()
                 .collect()
@@ -405,9 +410,16 @@ impl ClientInstance {
             .lock()
             .expect("routes lock")
             .values()
-            .flat_map(|r| r.data.broker_datas.iter())
-            .filter_map(|b| b.broker_addrs.get(&MASTER_ID).cloned())
+            .flat_map(|r| r.masters().cloned())
             .collect()
+    }
+
+    /// Every broker this client talks to: the masters of its routes, and those it sent
+    /// to through a route it did not keep (a topic created by its first send).
+    fn known_brokers(&self) -> BTreeSet<String> {
+        let mut addrs = self.all_masters();
+        addrs.extend(self.greeted.lock().expect("greeted lock").iter().cloned());
+        addrs
     }
 
     pub(crate) async fn call(&self, addr: &str, cmd: RemotingCommand) -> Result<RemotingCommand> {
@@ -451,9 +463,7 @@ impl ClientInstance {
 
     /// HEART_BEAT with every producer and consumer group to every known master.
     pub(crate) async fn heartbeat(&self) {
-        let mut addrs = self.all_masters();
-        addrs.extend(self.greeted.lock().expect("greeted lock").iter().cloned());
-        self.heartbeat_to(addrs).await;
+        self.heartbeat_to(self.known_brokers()).await;
     }
 
     /// Makes sure `addr` has heard this client's groups before anything else is sent
@@ -566,9 +576,7 @@ impl ClientInstance {
             .keys()
             .cloned()
             .collect();
-        let mut addrs = self.all_masters();
-        addrs.extend(self.greeted.lock().expect("greeted lock").iter().cloned());
-        for addr in addrs {
+        for addr in self.known_brokers() {
             let groups = producers
                 .iter()
                 .map(|g| (Some(g.clone()), None))

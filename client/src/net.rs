@@ -287,10 +287,15 @@ pub(crate) fn success(addr: &str, answer: RemotingCommand) -> Result<RemotingCom
     if answer.code == response::SUCCESS {
         Ok(answer)
     } else {
-        Err(ClientError::Broker {
-            addr: addr.to_owned(),
-            code: answer.code,
-            remark: answer.remark.clone().unwrap_or_default(),
-        })
+        Err(refused(addr, answer))
+    }
+}
+
+/// An answer whose code the caller does not accept, as an error.
+pub(crate) fn refused(addr: &str, answer: RemotingCommand) -> ClientError {
+    ClientError::Broker {
+        addr: addr.to_owned(),
+        code: answer.code,
+        remark: answer.remark.unwrap_or_default(),
     }
 }

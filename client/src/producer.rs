@@ -480,13 +480,7 @@ impl ProducerInner {
             response::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
             response::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
             response::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
-            code => {
-                return Err(ClientError::Broker {
-                    addr,
-                    code,
-                    remark: answer.remark.unwrap_or_default(),
-                })
-            }
+            _ => return Err(crate::net::refused(&addr, answer)),
         };
         let header: SendMessageResponseHeader = answer
             .header()

@@ -8,7 +8,7 @@ pub mod push;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::message::{MessageExt, MessageQueue};
-use crate::net::success;
+use crate::net::refused;
 use protocol::body::SubscriptionData;
 use protocol::code::{request, response};
 use protocol::header::{
@@ -108,29 +108,43 @@ impl Subscription {
         )
     }
 
-    /// `FilterAPI.buildSubscriptionData`.
-    pub(crate) fn data(&self, sub_version: i64) -> SubscriptionData {
-        let tags = self.tag_set();
-        let sub_string = match &tags {
-            None if !self.sql92 => "*".to_owned(),
-            _ => self.expression.trim().to_owned(),
-        };
-        SubscriptionData {
-            class_filter_mode: false,
-            topic: self.topic.clone(),
-            sub_string,
-            code_set: tags.iter().flatten().map(|t| java_string_hash(t)).collect(),
-            tags_set: tags.unwrap_or_default(),
-            sub_version,
-            expression_type: Some(if self.sql92 { "SQL92" } else { "TAG" }.into()),
+    /// The expression as brokers get it: `*` for all tags.
+    fn sub_string(&self) -> String {
+        let expr = self.expression.trim();
+        if !self.sql92 && (expr.is_empty() || expr == "*") {
+            "*".to_owned()
+        } else {
+            expr.to_owned()
         }
     }
 
-    /// The client-side tag check (the broker filters by tag hash only).
-    pub(crate) fn accepts(&self, msg: &MessageExt) -> bool {
-        match self.tag_set() {
-            None => true,
-            Some(tags) => msg.tags().is_some_and(|t| tags.contains(t)),
+    fn expression_type(&self) -> &'static str {
+        if self.sql92 {
+            "SQL92"
+        } else {
+            "TAG"
+        }
+    }
+
+    /// `FilterAPI.buildSubscriptionData`.
+    pub(crate) fn data(&self, sub_version: i64) -> SubscriptionData {
+        let tags = self.tag_set();
+        SubscriptionData {
+            class_filter_mode: false,
+            topic: self.topic.clone(),
+            sub_string: self.sub_string(),
+            code_set: tags.iter().flatten().map(|t| java_string_hash(t)).collect(),
+            tags_set: tags.unwrap_or_default(),
+            sub_version,
+            expression_type: Some(self.expression_type().into()),
+        }
+    }
+
+    /// Drops the messages whose tag the subscription does not name: the broker filters
+    /// by tag hash only, and hashes collide.
+    pub(crate) fn retain_accepted(&self, msgs: &mut Vec<MessageExt>) {
+        if let Some(tags) = self.tag_set() {
+            msgs.retain(|m| m.tags().is_some_and(|t| tags.contains(t)));
         }
     }
 }
@@ -173,7 +187,6 @@ pub(crate) async fn pull(instance: &ClientInstance, p: PullParams<'_>) -> Result
     if p.suspend.is_some() {
         sys_flag |= SUSPEND;
     }
-    let data = p.sub.data(p.sub_version);
     let header = PullMessageRequestHeader {
         consumer_group: p.group.to_owned(),
         topic: p.mq.topic.clone(),
@@ -183,9 +196,9 @@ pub(crate) async fn pull(instance: &ClientInstance, p: PullParams<'_>) -> Result
         sys_flag,
         commit_offset: p.commit_offset.unwrap_or(0),
         suspend_timeout_millis: p.suspend.map_or(0, |d| d.as_millis() as i64),
-        subscription: Some(data.sub_string),
+        subscription: Some(p.sub.sub_string()),
         sub_version: p.sub_version,
-        expression_type: data.expression_type,
+        expression_type: Some(p.sub.expression_type().into()),
         max_msg_bytes: None,
         request_source: None,
         proxy_forward_client_id: None,
@@ -207,8 +220,7 @@ pub(crate) async fn pull(instance: &ClientInstance, p: PullParams<'_>) -> Result
             | response::PULL_RETRY_IMMEDIATELY
             | response::PULL_OFFSET_MOVED
     ) {
-        success(&addr, answer)?;
-        unreachable!("success() rejects other codes");
+        return Err(refused(&addr, answer));
     }
     let h: PullMessageResponseHeader = answer
         .header()
@@ -222,7 +234,7 @@ pub(crate) async fn pull(instance: &ClientInstance, p: PullParams<'_>) -> Result
                         message: format!("pull body: {e}"),
                     }
                 })?;
-            msgs.retain(|m| p.sub.accepts(m));
+            p.sub.retain_accepted(&mut msgs);
             PullOutcome::Found {
                 msgs,
                 next: h.next_begin_offset,
@@ -324,14 +336,15 @@ pub(crate) async fn commit_offset(
     instance.call(&addr, cmd).await.map(|_| ())
 }
 
-/// Where a queue new to this group starts (`computePullFromWhere`).
+/// Where consumption of a queue starts (`computePullFromWhere`): the progress
+/// `committed` before, or, for a queue new to the group, what `from` says.
 pub(crate) async fn start_offset(
     instance: &ClientInstance,
-    group: &str,
+    committed: Option<i64>,
     mq: &MessageQueue,
     from: ConsumeFrom,
 ) -> Result<i64> {
-    if let Some(offset) = committed_offset(instance, group, mq).await? {
+    if let Some(offset) = committed {
         return Ok(offset);
     }
     let retry = mq.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX);

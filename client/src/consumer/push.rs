@@ -477,12 +477,7 @@ impl PushInner {
         for sub in self.subs.iter().filter(|s| s.sql92) {
             // The topic's brokers; while it has no route, every broker this client knows.
             let addrs: BTreeSet<String> = match self.instance.route(&sub.topic).await {
-                Ok(route) => route
-                    .data
-                    .broker_datas
-                    .iter()
-                    .filter_map(|b| b.broker_addrs.get(&protocol::body::MASTER_ID).cloned())
-                    .collect(),
+                Ok(route) => route.masters().cloned().collect(),
                 Err(_) => self.instance.all_masters(),
             };
             let body = CheckClientRequestBody {
@@ -578,16 +573,10 @@ impl PushInner {
     }
 
     async fn consumer_ids(&self, route: &TopicRoute) -> Result<Vec<String>> {
-        let addr = route
-            .data
-            .broker_datas
-            .iter()
-            .filter_map(|b| b.broker_addrs.get(&protocol::body::MASTER_ID))
-            .min()
-            .ok_or_else(|| ClientError::NoRoute {
-                topic: self.group.clone(),
-                reason: "no master broker".into(),
-            })?;
+        let addr = route.masters().min().ok_or_else(|| ClientError::NoRoute {
+            topic: self.group.clone(),
+            reason: "no master broker".into(),
+        })?;
         let cmd = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP).with_header(
             &ConsumerGroupRequestHeader {
                 consumer_group: self.group.clone(),
@@ -662,17 +651,12 @@ impl PushInner {
     }
 
     async fn first_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        if self.offsets.is_local() {
-            if let Some(o) = self.offsets.get(mq) {
-                return Ok(o);
-            }
-            return match self.from {
-                ConsumeFrom::FirstOffset => Ok(0),
-                ConsumeFrom::LastOffset => super::max_offset(&self.instance, mq).await,
-                ConsumeFrom::Timestamp(ts) => super::search_offset(&self.instance, mq, ts).await,
-            };
-        }
-        start_offset(&self.instance, &self.group, mq, self.from).await
+        let committed = if self.offsets.is_local() {
+            self.offsets.get(mq)
+        } else {
+            super::committed_offset(&self.instance, &self.group, mq).await?
+        };
+        start_offset(&self.instance, committed, mq, self.from).await
     }
 
     async fn pull_loop(self: Arc<Self>, pq: Arc<ProcessQueue>, mut offset: i64) {
@@ -904,49 +888,48 @@ impl PushInner {
         self.instance.call(&addr, cmd).await.map(|_| ())
     }
 
-    fn lock_body(&self, mqs: &[MessageQueue]) -> Vec<u8> {
-        serde_json::to_vec(&LockBatchRequestBody {
-            consumer_group: self.group.clone(),
-            client_id: self.instance.client_id.clone(),
-            only_this_broker: false,
-            mq_set: mqs.iter().cloned().collect(),
-        })
-        .expect("lock body serializes")
-    }
-
-    /// LOCK_BATCH_MQ, broker by broker; returns the queues locked.
-    async fn lock(&self, mqs: &[MessageQueue]) -> BTreeSet<MessageQueue> {
-        let mut locked = BTreeSet::new();
+    /// LOCK_BATCH_MQ or UNLOCK_BATCH_MQ for `mqs`, one request per broker; the answers
+    /// of the brokers that could be reached, by broker name.
+    async fn lock_requests(
+        &self,
+        code: i32,
+        mqs: &[MessageQueue],
+    ) -> Vec<(String, RemotingCommand)> {
+        let mut answers = Vec::new();
         for (broker, group) in by_broker(mqs) {
             let Ok(addr) = self.instance.find_broker(&broker, &group[0].topic).await else {
                 continue;
             };
-            let cmd =
-                RemotingCommand::request(request::LOCK_BATCH_MQ).with_body(self.lock_body(&group));
+            let body = LockBatchRequestBody {
+                consumer_group: self.group.clone(),
+                client_id: self.instance.client_id.clone(),
+                only_this_broker: false,
+                mq_set: group.into_iter().collect(),
+            };
+            let cmd = RemotingCommand::request(code)
+                .with_body(serde_json::to_vec(&body).expect("lock body serializes"));
             match self.instance.call(&addr, cmd).await {
-                Ok(answer) => {
-                    match protocol::json::from_slice::<LockBatchResponseBody>(&answer.body) {
-                        Ok(body) => locked.extend(body.lock_ok_mq_set),
-                        Err(e) => tracing::warn!(broker, error = %e, "bad lock answer"),
-                    }
-                }
-                Err(e) => tracing::debug!(broker, error = %e, "lock failed"),
+                Ok(answer) => answers.push((broker, answer)),
+                Err(e) => tracing::debug!(broker, code, error = %e, "queue lock request failed"),
+            }
+        }
+        answers
+    }
+
+    /// Locks `mqs` on their brokers; returns the queues locked.
+    async fn lock(&self, mqs: &[MessageQueue]) -> BTreeSet<MessageQueue> {
+        let mut locked = BTreeSet::new();
+        for (broker, answer) in self.lock_requests(request::LOCK_BATCH_MQ, mqs).await {
+            match protocol::json::from_slice::<LockBatchResponseBody>(&answer.body) {
+                Ok(body) => locked.extend(body.lock_ok_mq_set),
+                Err(e) => tracing::warn!(broker, error = %e, "bad lock answer"),
             }
         }
         locked
     }
 
     async fn unlock(&self, mqs: &[MessageQueue]) {
-        for (broker, group) in by_broker(mqs) {
-            let Ok(addr) = self.instance.find_broker(&broker, &group[0].topic).await else {
-                continue;
-            };
-            let cmd = RemotingCommand::request(request::UNLOCK_BATCH_MQ)
-                .with_body(self.lock_body(&group));
-            if let Err(e) = self.instance.call(&addr, cmd).await {
-                tracing::debug!(broker, error = %e, "unlock failed");
-            }
-        }
+        self.lock_requests(request::UNLOCK_BATCH_MQ, mqs).await;
     }
 
     async fn renew_locks(&self) {
