@@ -88,7 +88,7 @@ pub fn cluster_list(admin: &mut Admin, args: &ClusterListArgs) -> Result<Output,
 }
 
 pub fn broker_status(admin: &mut Admin, args: &BrokerSelectArgs) -> Result<Output, AdminError> {
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(args)?;
     let many = targets.len() > 1;
     Ok(for_each_broker(admin, &targets, |admin, target| {
         let table = runtime_info(admin, &target.addr)?;
@@ -104,7 +104,7 @@ pub fn broker_status(admin: &mut Admin, args: &BrokerSelectArgs) -> Result<Outpu
 }
 
 pub fn get_broker_config(admin: &mut Admin, args: &BrokerSelectArgs) -> Result<Output, AdminError> {
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(args)?;
     Ok(for_each_broker(admin, &targets, |admin, target| {
         let resp = admin.call_ok(
             Role::Broker,
@@ -125,7 +125,7 @@ pub fn update_broker_config(
     admin: &mut Admin,
     args: &UpdateBrokerConfigArgs,
 ) -> Result<Output, AdminError> {
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(&args.target)?;
     let body = format_properties(&BTreeMap::from([(args.key.clone(), args.value.clone())]));
     Ok(for_each_broker(admin, &targets, |admin, target| {
         let req = RemotingCommand::request(request::UPDATE_BROKER_CONFIG)

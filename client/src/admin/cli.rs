@@ -130,12 +130,8 @@ pub enum Command {
 pub struct UpdateTopicArgs {
     #[arg(short = 't', long = "topic")]
     pub topic: String,
-    /// Broker address `host:port`.
-    #[arg(short = 'b', long = "brokerAddr")]
-    pub broker: Option<String>,
-    /// Cluster name: every master of it.
-    #[arg(short = 'c', long = "clusterName")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerSelectArgs,
     #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
     pub read_queues: i32,
     #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
@@ -197,10 +193,8 @@ pub struct UpdateTopicPermArgs {
     pub topic: String,
     #[arg(short = 'p', long = "perm")]
     pub perm: i32,
-    #[arg(short = 'b', long = "brokerAddr")]
-    pub broker: Option<String>,
-    #[arg(short = 'c', long = "clusterName")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerSelectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -212,18 +206,18 @@ pub struct ClusterListArgs {
 
 #[derive(Debug, Args)]
 pub struct BrokerSelectArgs {
+    /// Broker address `host:port`.
     #[arg(short = 'b', long = "brokerAddr")]
     pub broker: Option<String>,
+    /// Cluster name: every master of it.
     #[arg(short = 'c', long = "clusterName")]
     pub cluster: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct UpdateBrokerConfigArgs {
-    #[arg(short = 'b', long = "brokerAddr")]
-    pub broker: Option<String>,
-    #[arg(short = 'c', long = "clusterName")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerSelectArgs,
     #[arg(short = 'k', long = "key")]
     pub key: String,
     #[arg(short = 'v', long = "value")]
@@ -234,10 +228,8 @@ pub struct UpdateBrokerConfigArgs {
 pub struct UpdateSubGroupArgs {
     #[arg(short = 'g', long = "groupName")]
     pub group: String,
-    #[arg(short = 'b', long = "brokerAddr")]
-    pub broker: Option<String>,
-    #[arg(short = 'c', long = "clusterName")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerSelectArgs,
     #[arg(short = 's', long = "consumeEnable", action = ArgAction::Set)]
     pub consume_enable: Option<bool>,
     #[arg(short = 'm', long = "consumeFromMinEnable", action = ArgAction::Set)]
@@ -262,10 +254,8 @@ pub struct UpdateSubGroupArgs {
 pub struct DeleteSubGroupArgs {
     #[arg(short = 'g', long = "groupName")]
     pub group: String,
-    #[arg(short = 'b', long = "brokerAddr")]
-    pub broker: Option<String>,
-    #[arg(short = 'c', long = "clusterName")]
-    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub target: BrokerSelectArgs,
     /// Also remove the group's committed offsets.
     #[arg(short = 'r', long = "removeOffset", action = ArgAction::Set)]
     pub remove_offset: Option<bool>,
@@ -596,7 +586,7 @@ mod tests {
         };
         assert_eq!((args.read_queues, args.write_queues, args.perm), (4, 8, 6));
         assert_eq!(args.order, Some(true));
-        assert_eq!(args.cluster.as_deref(), Some("DefaultCluster"));
+        assert_eq!(args.target.cluster.as_deref(), Some("DefaultCluster"));
         // Usage errors exit 2, help exits 0.
         let e = Cli::try_parse_from(["rmqadmin", "updateTopic"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);

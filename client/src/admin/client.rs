@@ -206,6 +206,14 @@ impl Admin {
         Ok(route_masters(&route))
     }
 
+    /// The brokers a command's `-b` / `-c` flags select.
+    pub fn select(
+        &mut self,
+        target: &super::cli::BrokerSelectArgs,
+    ) -> Result<Vec<BrokerTarget>, AdminError> {
+        self.select_brokers(target.broker.as_deref(), target.cluster.as_deref())
+    }
+
     /// The brokers `-b addr` or `-c cluster` select (exactly one of them is expected).
     pub fn select_brokers(
         &mut self,

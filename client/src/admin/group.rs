@@ -27,7 +27,7 @@ pub fn update_sub_group(
     admin: &mut Admin,
     args: &UpdateSubGroupArgs,
 ) -> Result<Output, AdminError> {
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(&args.target)?;
     let mut config = SubscriptionGroupConfig::named(args.group.clone());
     if let Some(v) = args.consume_enable {
         config.consume_enable = v;
@@ -76,7 +76,7 @@ pub fn delete_sub_group(
     admin: &mut Admin,
     args: &DeleteSubGroupArgs,
 ) -> Result<Output, AdminError> {
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(&args.target)?;
     Ok(for_each_broker(admin, &targets, |admin, target| {
         let req = RemotingCommand::request(request::DELETE_SUBSCRIPTIONGROUP).with_header(
             &DeleteSubscriptionGroupRequestHeader {

@@ -53,7 +53,7 @@ pub fn update_topic(admin: &mut Admin, args: &UpdateTopicArgs) -> Result<Output,
             )));
         }
     }
-    let targets = admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?;
+    let targets = admin.select(&args.target)?;
     let header = CreateTopicRequestHeader {
         topic: args.topic.clone(),
         default_topic: "TBW102".into(),
@@ -257,10 +257,8 @@ pub fn update_topic_perm(
 ) -> Result<Output, AdminError> {
     validate_perm(args.perm)?;
     let route = admin.route(&args.topic)?;
-    let targets = match (&args.broker, &args.cluster) {
-        (Some(_), _) | (None, None) => {
-            admin.select_brokers(args.broker.as_deref(), args.cluster.as_deref())?
-        }
+    let targets = match (&args.target.broker, &args.target.cluster) {
+        (Some(_), _) | (None, None) => admin.select(&args.target)?,
         (None, Some(cluster)) => {
             let on_route: BTreeSet<String> =
                 route_masters(&route).into_iter().map(|b| b.name).collect();
