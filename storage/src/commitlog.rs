@@ -10,12 +10,19 @@
 //!
 //! # Write path
 //! Records are encoded straight into the *active chunk*, an aligned buffer that mirrors
-//! a block-aligned range of the segment. The flusher task seals the active chunk and
-//! writes it with one direct write; appends that arrive meanwhile go into a new active
-//! chunk, which starts with a copy of the (at most 4 KiB) partial last block, so the next
-//! write rewrites that block whole. Every append waiting for durability shares the next
-//! `fdatasync` (group commit). Chunks of one flush never overlap, and flushes run one
-//! after another, so a block is never being written twice at once.
+//! a block-aligned range of the segment. A full chunk is sealed by the append that
+//! fills it; the *writer* task writes sealed chunks with one direct write each, up to
+//! `write_depth` at once, and when no write is in flight it also seals the partly
+//! filled active chunk, so data never waits for a chunk to fill while the device is
+//! idle. Appends that arrive meanwhile go into a new active chunk, which starts with a
+//! copy of the (at most 4 KiB) partial last block, so the next write rewrites that
+//! block whole; a chunk that rewrites a block is not submitted while the write it
+//! rewrites is in flight, so a block is never being written twice at once. Writes may
+//! complete in any order; `written` advances over the completed prefix.
+//!
+//! The *syncer* task `fdatasync`s what is written, overlapping the writes that follow
+//! (a two-stage pipeline): every append waiting for durability shares the next sync
+//! (group commit), which covers exactly what was written when it started.
 //!
 //! Written chunks stay in memory as the tail cache (up to `cache_bytes`); readers get
 //! zero-copy slices of them. Older data is read with direct reads.
@@ -85,6 +92,9 @@ pub struct CommitLogConfig {
     pub max_record_bytes: usize,
     /// Reserve each segment's blocks when it is created.
     pub preallocate: bool,
+    /// Most chunk writes in flight at once. More keeps a fast device busy; each is a
+    /// chunk of memory.
+    pub write_depth: usize,
 }
 
 impl CommitLogConfig {
@@ -100,11 +110,15 @@ impl CommitLogConfig {
             cache_bytes: 256 << 20,
             max_record_bytes: 4 << 20,
             preallocate: true,
+            write_depth: 4,
         }
     }
 
     fn validate(&self) -> Result<(), StoreError> {
         let bad = |reason: String| Err(StoreError::Config { reason });
+        if self.write_depth == 0 {
+            return bad("write_depth must be at least 1".to_owned());
+        }
         if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(BLOCK) {
             return bad(format!(
                 "chunk_bytes {} is not a positive multiple of {BLOCK}",
@@ -251,18 +265,15 @@ struct Sealed<F: BackendFile> {
     segment: u64,
     /// Memory the buffer holds (its allocation, which trimming does not shrink).
     mem: usize,
+    write: WriteState,
 }
 
-impl<F: BackendFile> Clone for Sealed<F> {
-    fn clone(&self) -> Self {
-        Self {
-            buf: self.buf.clone(),
-            base: self.base,
-            valid: self.valid,
-            segment: self.segment,
-            mem: self.mem,
-        }
-    }
+/// Where a sealed chunk's write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteState {
+    Waiting,
+    InFlight,
+    Done,
 }
 
 impl<F: BackendFile> Sealed<F> {
@@ -283,7 +294,8 @@ struct State<B: Backend> {
     /// Lowest readable local offset.
     min_pos: u64,
     active: Active<B::File>,
-    /// Sealed, not yet written, in offset order.
+    /// Sealed, not yet written (waiting, in flight, or done but behind one that is
+    /// not), in offset order.
     sealed: VecDeque<Sealed<B::File>>,
     /// Written, kept for readers, in offset order.
     cache: VecDeque<Sealed<B::File>>,
@@ -303,8 +315,12 @@ struct Inner<B: Backend> {
     /// Segments written since their last sync.
     unsynced: RefCell<BTreeSet<u64>>,
     closed: Cell<bool>,
-    /// Reaches 1 when the log is closed: wakes the flusher so it can exit.
+    /// Reaches 1 when the log is closed: wakes the writer and syncer so they can exit.
     shutdown: Watermark<StoreError>,
+    /// Counts completed chunk writes: wakes the writer when a write slot frees up.
+    writes_done: Watermark<StoreError>,
+    /// A sync of everything below this is wanted now (async mode syncs on a timer).
+    sync_wanted: Watermark<StoreError>,
     rolling: glommio::sync::Semaphore,
     /// A background task is creating the next segment.
     creating_ahead: Cell<bool>,
@@ -423,10 +439,13 @@ impl<B: Backend> CommitLog<B> {
             unsynced: RefCell::new(BTreeSet::new()),
             closed: Cell::new(false),
             shutdown: Watermark::new(0),
+            writes_done: Watermark::new(0),
+            sync_wanted: Watermark::new(end),
             rolling: glommio::sync::Semaphore::new(1),
             creating_ahead: Cell::new(false),
         });
-        glommio::spawn_local(flusher(inner.clone())).detach();
+        glommio::spawn_local(writer(inner.clone())).detach();
+        glommio::spawn_local(syncer(inner.clone())).detach();
         Ok(Self { inner })
     }
 
@@ -559,6 +578,9 @@ impl<B: Backend> CommitLog<B> {
     /// Waits until everything appended so far is durable.
     pub async fn sync_all(&self) -> Result<(), StoreError> {
         let end = self.inner.state.borrow().write_pos;
+        if end > self.inner.sync_wanted.get() {
+            self.inner.sync_wanted.advance(end);
+        }
         self.inner.durable.wait_for(end).await
     }
 
@@ -831,7 +853,8 @@ impl<B: Backend> CommitLog<B> {
         }
     }
 
-    /// Seals what is buffered, writes and syncs everything, and stops the flusher.
+    /// Seals what is buffered, writes and syncs everything, and stops the writer and
+    /// syncer.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.sync_all().await?;
         self.inner.closed.set(true);
@@ -926,6 +949,7 @@ fn seal_and_restart<B: Backend>(
             valid,
             segment,
             mem,
+            write: WriteState::Waiting,
         });
     }
 }
@@ -1027,154 +1051,217 @@ fn read_memory<B: Backend>(
 }
 
 /// Writes sealed chunks, syncs, advances the watermarks, feeds the tail cache.
-async fn flusher<B: Backend>(inner: Rc<Inner<B>>) {
+/// Writes sealed chunks, up to `write_depth` at once; seals the active chunk when the
+/// device is idle. Exits when the log is closed and everything is written, or poisoned.
+async fn writer<B: Backend>(inner: Rc<Inner<B>>) {
+    loop {
+        if inner.written.failed().is_some() {
+            return;
+        }
+        let seen_appended = inner.appended.get();
+        let seen_done = inner.writes_done.get();
+        if inner.closed.get() && inner.written.get() >= seen_appended {
+            return; // closed and everything written: release files and cache
+        }
+        let next = {
+            let mut st = inner.state.borrow_mut();
+            next_write(&inner.config, &mut st, inner.written.get())
+        };
+        let Some((chunk, file)) = next else {
+            // Nothing to submit: wait for new data, a finished write, or the close.
+            let more = inner.appended.wait_for(seen_appended + 1);
+            let done = inner.writes_done.wait_for(seen_done + 1);
+            let stop = inner.shutdown.wait_for(1);
+            let _ = futures_lite::future::or(more, futures_lite::future::or(done, stop)).await;
+            continue;
+        };
+        let inner2 = inner.clone();
+        glommio::spawn_local(async move {
+            let len = chunk.buf.as_ref().as_ref().len();
+            let pos = chunk.base - chunk.segment;
+            let result = match file.write_at(chunk.buf.clone(), pos).await {
+                Ok(n) if n == len => Ok(()),
+                Ok(n) => Err(StoreError::Poisoned {
+                    op: "write",
+                    message: format!("short write: {n} of {len} bytes at {pos}"),
+                }),
+                Err(e) => Err(StoreError::Poisoned {
+                    op: "write",
+                    message: e.to_string(),
+                }),
+            };
+            match result {
+                Ok(()) => write_done(&inner2, chunk.base),
+                Err(e) => poison(&inner2, e),
+            }
+        })
+        .detach();
+    }
+}
+
+/// A chunk to write and the segment file it goes to.
+type ChunkWrite<F> = (Sealed<F>, Rc<F>);
+
+/// Picks the next chunk to write and marks it in flight: the oldest waiting one, if a
+/// write slot is free and it does not rewrite a block still being written. When
+/// nothing is in flight, first seals whatever the active chunk holds beyond the last
+/// sealed byte.
+fn next_write<B: Backend>(
+    config: &CommitLogConfig,
+    st: &mut State<B>,
+    written: u64,
+) -> Option<ChunkWrite<B::File>> {
+    let in_flight = st
+        .sealed
+        .iter()
+        .filter(|c| c.write == WriteState::InFlight)
+        .count();
+    if in_flight == 0 {
+        let covered = st.sealed.back().map_or(written, |c| c.end());
+        if st.active.base + st.active.filled as u64 > covered {
+            seal_and_restart(config, st, SealKind::Flush, 0);
+        }
+    }
+    if in_flight >= config.write_depth {
+        return None;
+    }
+    let i = st
+        .sealed
+        .iter()
+        .position(|c| c.write == WriteState::Waiting)?;
+    if i > 0 {
+        let prev = &st.sealed[i - 1];
+        // The previous chunk's padded last block is this chunk's first block.
+        let prev_blocks_end = prev.base + prev.buf.as_ref().as_ref().len() as u64;
+        if prev.write == WriteState::InFlight && st.sealed[i].base < prev_blocks_end {
+            return None;
+        }
+    }
+    let chunk = &mut st.sealed[i];
+    chunk.write = WriteState::InFlight;
+    let chunk = Sealed {
+        buf: chunk.buf.clone(),
+        write: WriteState::InFlight,
+        ..*chunk
+    };
+    let file = st
+        .segments
+        .get(&chunk.segment)
+        .expect("segment of a sealed chunk")
+        .clone();
+    Some((chunk, file))
+}
+
+/// A chunk write completed: moves the completed prefix of `sealed` to the cache and
+/// advances `written` over it.
+fn write_done<B: Backend>(inner: &Rc<Inner<B>>, base: u64) {
+    if inner.written.failed().is_some() {
+        return;
+    }
+    let end = {
+        let mut st = inner.state.borrow_mut();
+        let st = &mut *st;
+        let chunk = st
+            .sealed
+            .iter_mut()
+            .find(|c| c.base == base && c.write == WriteState::InFlight)
+            .expect("a completed write's chunk is sealed and in flight");
+        chunk.write = WriteState::Done;
+        let mut end = None;
+        let mut unsynced = inner.unsynced.borrow_mut();
+        while st
+            .sealed
+            .front()
+            .is_some_and(|c| c.write == WriteState::Done)
+        {
+            let chunk = st.sealed.pop_front().expect("checked");
+            end = Some(chunk.end());
+            unsynced.insert(chunk.segment);
+            st.cache_bytes += chunk.mem;
+            st.cache.push_back(chunk);
+        }
+        while st.cache_bytes > inner.config.cache_bytes {
+            let Some(old) = st.cache.pop_front() else {
+                break;
+            };
+            st.cache_bytes -= old.mem;
+        }
+        end
+    };
+    if let Some(end) = end {
+        if end > inner.written.get() {
+            inner.written.advance(end);
+        }
+    }
+    inner.writes_done.advance(inner.writes_done.get() + 1);
+}
+
+/// `fdatasync`s the segments written since the last sync, covering what was written
+/// when it starts, while the writer goes on: at once in sync mode; in async mode every
+/// `sync_interval` or when [`CommitLog::sync_all`] asks. Exits when the log is closed
+/// and everything is durable, or poisoned.
+async fn syncer<B: Backend>(inner: Rc<Inner<B>>) {
     let mut last_sync = Instant::now();
     loop {
-        let written = inner.written.get();
-        match inner.config.flush {
-            FlushMode::Sync { .. } => {
-                let wait = async {
-                    let _ = inner.appended.wait_for(written + 1).await;
-                };
-                let stop = async {
-                    let _ = inner.shutdown.wait_for(1).await;
-                };
-                futures_lite::future::or(wait, stop).await;
+        let durable = inner.durable.get();
+        if inner.closed.get() && durable >= inner.appended.get() {
+            return;
+        }
+        {
+            let written = inner.written.wait_for(durable + 1);
+            let stop = inner.shutdown.wait_for(1);
+            if futures_lite::future::or(written, stop).await.is_err() {
+                return; // poisoned
             }
-            FlushMode::Async { sync_interval, .. } => {
-                let wait = async {
-                    let _ = inner.appended.wait_for(written + 1).await;
+        }
+        if let FlushMode::Async { sync_interval, .. } = inner.config.flush {
+            let left = sync_interval.saturating_sub(last_sync.elapsed());
+            if !left.is_zero() && inner.sync_wanted.get() <= durable {
+                let wanted = inner.sync_wanted.wait_for(durable + 1);
+                let timer = async {
+                    glommio::timer::sleep(left).await;
+                    Ok(())
                 };
-                futures_lite::future::or(wait, glommio::timer::sleep(sync_interval)).await;
+                let stop = inner.shutdown.wait_for(1);
+                let _ =
+                    futures_lite::future::or(wanted, futures_lite::future::or(timer, stop)).await;
             }
         }
         if inner.durable.failed().is_some() {
             return;
         }
-        if inner.closed.get() && inner.durable.get() >= inner.appended.get() {
-            return; // closed and everything durable: release files and cache
-        }
-        let batch: Vec<Sealed<B::File>> = {
-            let mut st = inner.state.borrow_mut();
-            let st = &mut *st;
-            let covered = st.sealed.back().map_or(inner.written.get(), |c| c.end());
-            if st.active.base + st.active.filled as u64 > covered {
-                seal_and_restart(&inner.config, st, SealKind::Flush, 0);
+        let end = inner.written.get();
+        if end <= durable {
+            if inner.closed.get() {
+                return;
             }
-            // They stay in `sealed` while written: readers must find them somewhere.
-            st.sealed.iter().cloned().collect()
+            continue;
+        }
+        let touched = std::mem::take(&mut *inner.unsynced.borrow_mut());
+        let files: Vec<Rc<B::File>> = {
+            let st = inner.state.borrow();
+            touched
+                .iter()
+                .filter_map(|s| st.segments.get(s).cloned())
+                .collect()
         };
-        if let Err(e) = write_batch(&inner, &batch).await {
-            poison(&inner, e);
-            return;
-        }
-        let end = batch
-            .last()
-            .map_or(inner.written.get(), |c| c.end())
-            .max(inner.written.get());
-        inner
-            .unsynced
-            .borrow_mut()
-            .extend(batch.iter().map(|c| c.segment));
-        inner.written.advance(end);
-        {
-            let mut st = inner.state.borrow_mut();
-            for _ in 0..batch.len() {
-                // Chunks sealed meanwhile are behind these.
-                let chunk = st.sealed.pop_front().expect("written chunk still sealed");
-                st.cache_bytes += chunk.mem;
-                st.cache.push_back(chunk);
-            }
-            while st.cache_bytes > inner.config.cache_bytes {
-                let Some(old) = st.cache.pop_front() else {
-                    break;
-                };
-                st.cache_bytes -= old.mem;
+        for file in files {
+            if let Err(e) = file.sync().await {
+                poison(
+                    &inner,
+                    StoreError::Poisoned {
+                        op: "fdatasync",
+                        message: e.to_string(),
+                    },
+                );
+                return;
             }
         }
-        let sync_now = match inner.config.flush {
-            FlushMode::Sync { .. } => true,
-            FlushMode::Async { sync_interval, .. } => {
-                last_sync.elapsed() >= sync_interval || inner.closed.get()
-            }
-        };
-        if sync_now && inner.durable.get() < end {
-            let touched = std::mem::take(&mut *inner.unsynced.borrow_mut());
-            let files: Vec<Rc<B::File>> = {
-                let st = inner.state.borrow();
-                touched
-                    .iter()
-                    .filter_map(|s| st.segments.get(s).cloned())
-                    .collect()
-            };
-            for file in files {
-                if let Err(e) = file.sync().await {
-                    poison(
-                        &inner,
-                        StoreError::Poisoned {
-                            op: "fdatasync",
-                            message: e.to_string(),
-                        },
-                    );
-                    return;
-                }
-            }
-            last_sync = Instant::now();
+        last_sync = Instant::now();
+        if end > inner.durable.get() {
             inner.durable.advance(end);
         }
-        if inner.closed.get() && inner.durable.get() >= inner.appended.get() {
-            return;
-        }
     }
-}
-
-async fn write_batch<B: Backend>(
-    inner: &Rc<Inner<B>>,
-    batch: &[Sealed<B::File>],
-) -> Result<(), StoreError> {
-    let files: Vec<Rc<B::File>> = {
-        let st = inner.state.borrow();
-        batch
-            .iter()
-            .map(|c| {
-                st.segments
-                    .get(&c.segment)
-                    .expect("segment of a sealed chunk")
-                    .clone()
-            })
-            .collect()
-    };
-    // The chunks of one batch never overlap, so they are written concurrently.
-    let writes: Vec<_> = batch
-        .iter()
-        .zip(files)
-        .map(|(chunk, file)| {
-            let buf = chunk.buf.clone();
-            let len = chunk.buf.as_ref().as_ref().len();
-            let pos = chunk.base - chunk.segment;
-            glommio::spawn_local(async move {
-                match file.write_at(buf, pos).await {
-                    Ok(n) if n == len => Ok(()),
-                    Ok(n) => Err(StoreError::Poisoned {
-                        op: "write",
-                        message: format!("short write: {n} of {len} bytes at {pos}"),
-                    }),
-                    Err(e) => Err(StoreError::Poisoned {
-                        op: "write",
-                        message: e.to_string(),
-                    }),
-                }
-            })
-        })
-        .collect();
-    let mut result = Ok(());
-    for write in writes {
-        let r = write.await;
-        if result.is_ok() {
-            result = r;
-        }
-    }
-    result
 }
 
 fn poison<B: Backend>(inner: &Rc<Inner<B>>, error: StoreError) {

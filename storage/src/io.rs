@@ -312,6 +312,10 @@ pub mod mem {
         pub short_write: Option<u64>,
         /// Writes that would grow the device past this many bytes fail with ENOSPC.
         pub capacity_bytes: Option<u64>,
+        /// Writes take effect after a varying number of scheduler turns, so concurrent
+        /// writes complete (and land) in another order than they were issued, as on a
+        /// real device.
+        pub reorder_writes: bool,
     }
 
     /// How a simulated crash treats writes that were never synced.
@@ -340,6 +344,8 @@ pub mod mem {
         plan: FaultPlan,
         writes: u64,
         syncs: u64,
+        /// Writes issued (counted before any reordering delay).
+        issued: u64,
     }
 
     /// Cloning shares the device.
@@ -532,6 +538,17 @@ pub mod mem {
         async fn write_at(&self, buf: Rc<MemBuf>, pos: u64) -> io::Result<usize> {
             let bytes = &buf.0;
             assert_eq!(pos % BLOCK as u64, 0, "unaligned write at {pos}");
+            let (n, reorder) = {
+                let mut dev = self.dev.borrow_mut();
+                dev.issued += 1;
+                (dev.issued, dev.plan.reorder_writes)
+            };
+            if reorder {
+                // 0 to 4 turns, varying from write to write.
+                for _ in 0..(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) % 5 {
+                    futures_lite::future::yield_now().await;
+                }
+            }
             assert_eq!(
                 bytes.len() % BLOCK,
                 0,

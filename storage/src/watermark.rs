@@ -1,15 +1,24 @@
 //! A monotonically advancing offset that tasks can wait on, or a terminal error.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 #[derive(Debug)]
 struct State<E> {
     value: u64,
     failed: Option<E>,
-    waiters: Vec<(u64, Waker)>,
+    waiters: Vec<Waiter>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    at: u64,
+    id: u64,
+    waker: Waker,
 }
 
 /// Shared on one thread (a shard).
@@ -33,6 +42,7 @@ impl<E: Clone> Watermark<E> {
                 value,
                 failed: None,
                 waiters: Vec::new(),
+                next_id: 0,
             })),
         }
     }
@@ -53,9 +63,9 @@ impl<E: Clone> Watermark<E> {
             s.value = value;
             let (ready, waiting) = std::mem::take(&mut s.waiters)
                 .into_iter()
-                .partition(|(at, _)| *at <= value);
+                .partition(|w| w.at <= value);
             s.waiters = waiting;
-            ready.into_iter().map(|(_, w)| w).collect()
+            ready.into_iter().map(|w: Waiter| w.waker).collect()
         };
         woken.into_iter().for_each(Waker::wake);
     }
@@ -69,7 +79,7 @@ impl<E: Clone> Watermark<E> {
             }
             std::mem::take(&mut s.waiters)
                 .into_iter()
-                .map(|(_, w)| w)
+                .map(|w| w.waker)
                 .collect()
         };
         woken.into_iter().for_each(Waker::wake);
@@ -79,19 +89,97 @@ impl<E: Clone> Watermark<E> {
         self.state.borrow().failed.clone()
     }
 
-    /// Resolves once the mark reaches `at`, or with the failure.
-    pub async fn wait_for(&self, at: u64) -> Result<(), E> {
-        poll_fn(|cx| {
-            let mut s = self.state.borrow_mut();
-            if s.value >= at {
-                return Poll::Ready(Ok(()));
+    /// Resolves once the mark reaches `at`, or with the failure. Dropping the future
+    /// before then withdraws its waker, so waits that lose a race (a timeout, a
+    /// shutdown signal) leave nothing behind.
+    pub fn wait_for(&self, at: u64) -> WaitFor<E> {
+        WaitFor {
+            state: self.state.clone(),
+            at,
+            id: None,
+        }
+    }
+}
+
+/// The future of [`Watermark::wait_for`].
+#[derive(Debug)]
+pub struct WaitFor<E> {
+    state: Rc<RefCell<State<E>>>,
+    at: u64,
+    /// Set once this future has a waker registered.
+    id: Option<u64>,
+}
+
+impl<E: Clone> Future for WaitFor<E> {
+    type Output = Result<(), E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut s = this.state.borrow_mut();
+        if s.value >= this.at {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = &s.failed {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if let Some(id) = this.id {
+            if let Some(w) = s.waiters.iter_mut().find(|w| w.id == id) {
+                if !w.waker.will_wake(cx.waker()) {
+                    w.waker = cx.waker().clone();
+                }
+                return Poll::Pending;
             }
-            if let Some(e) = &s.failed {
-                return Poll::Ready(Err(e.clone()));
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.waiters.push(Waiter {
+            at: this.at,
+            id,
+            waker: cx.waker().clone(),
+        });
+        this.id = Some(id);
+        Poll::Pending
+    }
+}
+
+impl<E> Drop for WaitFor<E> {
+    fn drop(&mut self) {
+        let Some(id) = self.id else { return };
+        let mut s = self.state.borrow_mut();
+        // Woken waiters were removed when woken; only a wait given up is still listed.
+        if s.value < self.at && s.failed.is_none() {
+            if let Some(i) = s.waiters.iter().position(|w| w.id == id) {
+                s.waiters.swap_remove(i);
             }
-            s.waiters.push((at, cx.waker().clone()));
-            Poll::Pending
-        })
-        .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_waits_leave_no_waker_behind() {
+        let mark: Watermark<()> = Watermark::new(0);
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..1000 {
+            let mut wait = Box::pin(mark.wait_for(5));
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert!(
+                wait.as_mut().poll(&mut cx).is_pending(),
+                "a re-poll reuses its slot"
+            );
+            assert_eq!(mark.state.borrow().waiters.len(), 1);
+        }
+        assert!(mark.state.borrow().waiters.is_empty());
+        let mut wait = Box::pin(mark.wait_for(5));
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        mark.advance(5);
+        assert!(mark.state.borrow().waiters.is_empty());
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
     }
 }
