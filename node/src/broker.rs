@@ -215,6 +215,7 @@ pub fn run(
         let handle = glommio::LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .spin_before_park(Duration::from_micros(config.spin_before_park_us))
+            .io_memory(config.shard_config(id as u8).io_memory_bytes())
             .spawn(move || async move {
                 crate::server::shard_main(id, broker, rx, ready_tx, stop_rx, register_rx).await
             })

@@ -143,6 +143,25 @@ impl CommitLogConfig {
         Ok(())
     }
 
+    /// Direct-I/O buffer memory this log may hold at once: the tail cache, what may be
+    /// appended but unwritten, the chunks being written, and cold reads in flight. A
+    /// shard's executor reserves this as its I/O memory (glommio `io_memory`): chunk
+    /// buffers then come from one arena whose pages are touched once and reused,
+    /// instead of the allocator mapping (and the kernel zeroing) fresh pages for each
+    /// chunk, which cost a quarter of the shard's CPU at 1.5 GB/s of appends.
+    pub fn io_memory_bytes(&self) -> usize {
+        let unwritten = match self.flush {
+            FlushMode::Async {
+                max_unwritten_bytes,
+                ..
+            } => max_unwritten_bytes as usize,
+            // Bounded by what appenders have in flight; the broker caps sends per shard.
+            FlushMode::Sync { .. } => 64 << 20,
+        };
+        const READS: usize = 32 << 20;
+        self.cache_bytes + unwritten + (self.write_depth + 2) * self.chunk_bytes + READS
+    }
+
     /// Scan window for recovery: holds the largest record plus alignment.
     fn scan_window(&self) -> usize {
         (align_up(self.max_record_bytes as u64 + BLOCK as u64) as usize).max(4 << 20)

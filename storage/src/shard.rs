@@ -80,6 +80,14 @@ impl ShardConfig {
     }
 }
 
+impl ShardConfig {
+    /// Direct-I/O buffer memory the shard may hold at once (see
+    /// [`CommitLogConfig::io_memory_bytes`]), plus consume-queue and index blocks.
+    pub fn io_memory_bytes(&self) -> usize {
+        self.log.io_memory_bytes() + (16 << 20)
+    }
+}
+
 /// What recovery did, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecoveryStats {

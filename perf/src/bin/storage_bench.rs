@@ -271,7 +271,18 @@ fn child_main(spec: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ran = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+    // The I/O memory a broker shard reserves for the same log configuration.
+    let io_memory = match &job {
+        Job::Baseline(_) => None,
+        Job::Append(j) => Some(log_config(&j.dir, j.sync, j.chunk_bytes, j.cache_bytes)),
+        Job::Cold(j) => Some(log_config(&j.dir, false, j.chunk_bytes, j.cache_bytes)),
+    }
+    .map(|c| c.io_memory_bytes());
+    let mut builder = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound);
+    if let Some(bytes) = io_memory {
+        builder = builder.io_memory(bytes);
+    }
+    let ran = builder
         .name("storage-bench")
         .spawn(move || async move {
             match job {
@@ -714,10 +725,14 @@ async fn drive_appends<B: Backend>(
                         .map_err(|e| err("wait_acked", e))?;
                     latency::record(&mut hist.borrow_mut(), t0.elapsed());
                     acked.set(acked.get() + batch as u64);
-                    // A broker awaits the next request between batches; without this,
-                    // async appends acknowledged at once never let the flusher or a
-                    // reader run until `max_unwritten_bytes` is reached.
-                    futures_lite::future::yield_now().await;
+                    // A broker's connection task awaits the next request between
+                    // batches, and network completions bring the executor back to its
+                    // reactor, where disk completions are reaped and new writes
+                    // submitted. A task that only yields stays in the run queue, and
+                    // glommio polls I/O only when the queue drains or its preempt
+                    // timer (100 ms) fires; a short timer wait goes through the
+                    // reactor, as a request would.
+                    glommio::timer::sleep(Duration::from_micros(1)).await;
                 }
             })
         })
