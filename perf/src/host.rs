@@ -130,3 +130,18 @@ fn fs_of(dir: &Path) -> Option<String> {
         .max_by_key(|(len, _)| *len)
         .map(|(_, fs)| fs)
 }
+
+/// Resident memory of process `pid` (`"self"` for this one), from
+/// `/proc/<pid>/status`; None when it cannot be read.
+pub fn rss_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -371,19 +371,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn rss_bytes(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024.0)
-}
-
 /// One `rmq_bench` child: its series file, summary file and log.
 struct Bench {
     name: String,
@@ -959,7 +946,7 @@ fn queues(ctx: &mut Ctx) -> Result<()> {
             }
         }
         if let Some(pid) = ctx.cluster.as_ref().and_then(Cluster::broker_pid) {
-            if let Some(rss) = rss_bytes(pid) {
+            if let Some(rss) = perf::host::rss_bytes(&pid.to_string()).map(|b| b as f64) {
                 m.insert("broker_rss_mib".into(), round(rss / 1048576.0));
             }
         }

@@ -331,20 +331,6 @@ fn err(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
 }
 
-/// Resident memory of this process, from `/proc/self/status`.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// Watches resident memory: trips (runs stop) past `limit`, kills the process at twice it.
 #[derive(Debug)]
 struct Guard {
@@ -372,7 +358,9 @@ impl Guard {
     }
 
     fn sample(&self) {
-        let Some(rss) = rss_bytes() else { return };
+        let Some(rss) = perf::host::rss_bytes("self") else {
+            return;
+        };
         self.peak.set(self.peak.get().max(rss));
         if rss > self.limit {
             self.tripped.set(true);
