@@ -1069,7 +1069,6 @@ fn read_memory<B: Backend>(
     Some(Payload::from_vec(out))
 }
 
-/// Writes sealed chunks, syncs, advances the watermarks, feeds the tail cache.
 /// Writes sealed chunks, up to `write_depth` at once; seals the active chunk when the
 /// device is idle. Exits when the log is closed and everything is written, or poisoned.
 async fn writer<B: Backend>(inner: Rc<Inner<B>>) {
@@ -1216,8 +1215,9 @@ fn write_done<B: Backend>(inner: &Rc<Inner<B>>, base: u64) {
 }
 
 /// `fdatasync`s the segments written since the last sync, covering what was written
-/// when it starts, while the writer goes on: at once in sync mode; in async mode every
-/// `sync_interval` or when [`CommitLog::sync_all`] asks. Exits when the log is closed
+/// when it starts, while the writer goes on: in sync mode as soon as everything
+/// appended when the last sync ended is written; in async mode every `sync_interval`
+/// or when [`CommitLog::sync_all`] asks. Exits when the log is closed
 /// and everything is durable, or poisoned.
 async fn syncer<B: Backend>(inner: Rc<Inner<B>>) {
     let mut last_sync = Instant::now();
@@ -1244,6 +1244,19 @@ async fn syncer<B: Backend>(inner: Rc<Inner<B>>) {
                 let stop = inner.shutdown.wait_for(1);
                 let _ =
                     futures_lite::future::or(wanted, futures_lite::future::or(timer, stop)).await;
+            }
+        }
+        if matches!(inner.config.flush, FlushMode::Sync { .. }) {
+            // One sync for everything appended by now, not just for what happens to be
+            // written: with a bounded amount in flight (appenders wait for their ack),
+            // syncing the first finished write alone splits the appenders into cohorts
+            // that take turns, each paying a whole fdatasync. The wait is bounded:
+            // only what is appended now, which the writer is already writing.
+            let target = inner.appended.get();
+            let written = inner.written.wait_for(target);
+            let stop = inner.shutdown.wait_for(1);
+            if futures_lite::future::or(written, stop).await.is_err() {
+                return; // poisoned
             }
         }
         if inner.durable.failed().is_some() {
