@@ -92,6 +92,13 @@ pub struct BrokerConfig {
     /// equivalent. Bigger writes mean fewer, larger I/Os; each in-flight chunk is
     /// memory.
     pub chunk_bytes: usize,
+    /// Chunk writes in flight at once per shard. No RocketMQ equivalent. More keeps a
+    /// fast device busy; each is a chunk of memory.
+    pub write_depth: usize,
+    /// Direct reads of the commit log in flight while appended data waits to be
+    /// written (unlimited when nothing does). No RocketMQ equivalent. A consumer
+    /// catching up on a backlog then takes what the appends leave of the disk.
+    pub cold_reads_while_writing: usize,
     /// Per shard: recently written data kept in memory for consumers that keep up
     /// (zero-copy reads). No RocketMQ equivalent (it relies on the page cache). Bigger
     /// serves more lag from memory.
@@ -216,6 +223,8 @@ impl Default for BrokerConfig {
             async_flush_interval_ms: 500,
             segment_bytes: 1 << 30,
             chunk_bytes: 4 << 20,
+            write_depth: 4,
+            cold_reads_while_writing: 1,
             cache_bytes: 256 << 20,
             preallocate: true,
             checkpoint_interval_ms: 1_000,
@@ -270,6 +279,8 @@ pub const KEYS: &[&str] = &[
     "async_flush_interval_ms",
     "segment_bytes",
     "chunk_bytes",
+    "write_depth",
+    "cold_reads_while_writing",
     "cache_bytes",
     "preallocate",
     "checkpoint_interval_ms",
@@ -412,6 +423,8 @@ impl BrokerConfig {
             storage::shard::ShardConfig::new(self.store_dir.join(format!("shard-{shard}")), shard);
         c.log.segment_bytes = self.segment_bytes;
         c.log.chunk_bytes = self.chunk_bytes;
+        c.log.write_depth = self.write_depth;
+        c.log.cold_reads_while_writing = self.cold_reads_while_writing;
         c.log.cache_bytes = self.cache_bytes;
         c.log.preallocate = self.preallocate;
         // Room for the record header and properties around the largest body.
@@ -566,6 +579,11 @@ impl BrokerConfig {
             ("index_slots", self.index_slots as u64),
             ("index_entries", self.index_entries as u64),
             ("max_message_size", self.max_message_size as u64),
+            ("write_depth", self.write_depth as u64),
+            (
+                "cold_reads_while_writing",
+                self.cold_reads_while_writing as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, 0, "must be positive"));

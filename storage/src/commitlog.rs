@@ -95,6 +95,10 @@ pub struct CommitLogConfig {
     /// Most chunk writes in flight at once. More keeps a fast device busy; each is a
     /// chunk of memory.
     pub write_depth: usize,
+    /// Most direct reads in flight while appended data waits to be written: a reader
+    /// catching up on a backlog takes what the appends leave of the device, not half
+    /// of it. With nothing waiting to be written, reads are not limited.
+    pub cold_reads_while_writing: usize,
 }
 
 impl CommitLogConfig {
@@ -111,6 +115,7 @@ impl CommitLogConfig {
             max_record_bytes: 4 << 20,
             preallocate: true,
             write_depth: 4,
+            cold_reads_while_writing: 1,
         }
     }
 
@@ -118,6 +123,9 @@ impl CommitLogConfig {
         let bad = |reason: String| Err(StoreError::Config { reason });
         if self.write_depth == 0 {
             return bad("write_depth must be at least 1".to_owned());
+        }
+        if self.cold_reads_while_writing == 0 {
+            return bad("cold_reads_while_writing must be at least 1".to_owned());
         }
         if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(BLOCK) {
             return bad(format!(
@@ -340,6 +348,10 @@ struct Inner<B: Backend> {
     writes_done: Watermark<StoreError>,
     /// A sync of everything below this is wanted now (async mode syncs on a timer).
     sync_wanted: Watermark<StoreError>,
+    /// Direct reads of the log in flight.
+    disk_reads: Cell<usize>,
+    /// Counts finished direct reads: wakes readers waiting for a read slot.
+    reads_done: Watermark<StoreError>,
     rolling: glommio::sync::Semaphore,
     /// A background task is creating the next segment.
     creating_ahead: Cell<bool>,
@@ -368,6 +380,19 @@ impl<B: Backend> Clone for CommitLog<B> {
         Self {
             inner: self.inner.clone(),
         }
+    }
+}
+
+/// A direct read in flight; frees its slot when dropped.
+struct ReadSlot<B: Backend> {
+    inner: Rc<Inner<B>>,
+}
+
+impl<B: Backend> Drop for ReadSlot<B> {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner.disk_reads.set(inner.disk_reads.get() - 1);
+        inner.reads_done.advance(inner.reads_done.get() + 1);
     }
 }
 
@@ -460,6 +485,8 @@ impl<B: Backend> CommitLog<B> {
             shutdown: Watermark::new(0),
             writes_done: Watermark::new(0),
             sync_wanted: Watermark::new(end),
+            disk_reads: Cell::new(0),
+            reads_done: Watermark::new(0),
             rolling: glommio::sync::Semaphore::new(1),
             creating_ahead: Cell::new(false),
         });
@@ -717,10 +744,12 @@ impl<B: Backend> CommitLog<B> {
         );
         let from = align_down(pos - seg);
         let to = align_up(pos - seg + len as u64);
-        let block = file
-            .read_at(from, (to - from) as usize)
-            .await
-            .map_err(|e| io_error("read", &self.inner.config.dir, e))?;
+        let block = {
+            let _slot = self.read_slot().await;
+            file.read_at(from, (to - from) as usize)
+                .await
+                .map_err(|e| io_error("read", &self.inner.config.dir, e))?
+        };
         let skip = (pos - seg - from) as usize;
         let closed = seg + self.inner.config.segment_bytes <= self.inner.written.get();
         if block.len() < skip + len
@@ -752,6 +781,28 @@ impl<B: Backend> CommitLog<B> {
             });
         }
         Ok(block.slice(skip, len))
+    }
+
+    /// Waits until a direct read may start: at once when nothing waits to be written,
+    /// otherwise when fewer than `cold_reads_while_writing` reads are in flight. The
+    /// writer keeps the device's queue full of appends; readers take turns at the
+    /// slots left over, so appends keep their rate while a backlog is read.
+    async fn read_slot(&self) -> ReadSlot<B> {
+        let inner = &self.inner;
+        loop {
+            let writing = inner.appended.get() > inner.written.get();
+            if !writing || inner.disk_reads.get() < inner.config.cold_reads_while_writing {
+                inner.disk_reads.set(inner.disk_reads.get() + 1);
+                return ReadSlot {
+                    inner: inner.clone(),
+                };
+            }
+            // A write finishing may leave nothing to write; a read finishing frees a
+            // slot. Neither fails (only the data watermarks carry a poisoning).
+            let read = inner.reads_done.wait_for(inner.reads_done.get() + 1);
+            let write = inner.writes_done.wait_for(inner.writes_done.get() + 1);
+            let _ = futures_lite::future::or(read, write).await;
+        }
     }
 
     /// Local bases of the segments, oldest first.

@@ -316,6 +316,10 @@ pub mod mem {
         /// writes complete (and land) in another order than they were issued, as on a
         /// real device.
         pub reorder_writes: bool,
+        /// Writes wait (taking scheduler turns) until a plan without this is set.
+        pub stall_writes: bool,
+        /// Reads take a few scheduler turns, so concurrent reads overlap.
+        pub slow_reads: bool,
     }
 
     /// How a simulated crash treats writes that were never synced.
@@ -346,6 +350,8 @@ pub mod mem {
         syncs: u64,
         /// Writes issued (counted before any reordering delay).
         issued: u64,
+        reads_in_flight: usize,
+        max_reads_in_flight: usize,
     }
 
     /// Cloning shares the device.
@@ -393,6 +399,13 @@ pub mod mem {
                 f.durable = image;
                 f.pending.clear();
             }
+        }
+
+        /// The most reads that were in flight at once since the last call.
+        pub fn take_max_reads_in_flight(&self) -> usize {
+            let mut dev = self.dev.borrow_mut();
+            let now = dev.reads_in_flight;
+            std::mem::replace(&mut dev.max_reads_in_flight, now)
         }
 
         /// Total bytes held by all files.
@@ -549,6 +562,9 @@ pub mod mem {
                     futures_lite::future::yield_now().await;
                 }
             }
+            while self.dev.borrow().plan.stall_writes {
+                futures_lite::future::yield_now().await;
+            }
             assert_eq!(
                 bytes.len() % BLOCK,
                 0,
@@ -586,6 +602,18 @@ pub mod mem {
         async fn read_at(&self, pos: u64, len: usize) -> io::Result<Payload> {
             assert_eq!(pos % BLOCK as u64, 0, "unaligned read at {pos}");
             assert_eq!(len % BLOCK, 0, "read of {len} bytes is not whole blocks");
+            let slow = {
+                let mut dev = self.dev.borrow_mut();
+                dev.reads_in_flight += 1;
+                dev.max_reads_in_flight = dev.max_reads_in_flight.max(dev.reads_in_flight);
+                dev.plan.slow_reads
+            };
+            if slow {
+                for _ in 0..3 {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            self.dev.borrow_mut().reads_in_flight -= 1;
             let f = self.file.borrow();
             let start = (pos as usize).min(f.data.len());
             let end = (pos as usize + len).min(f.data.len());

@@ -454,6 +454,75 @@ fn records_are_readable_while_their_chunk_is_written() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Cold reads give way to appends: while appended data waits to be written, at most
+/// `cold_reads_while_writing` direct reads are in flight (and every reader still gets
+/// its data); with nothing to write, readers are not held back.
+#[test]
+fn cold_reads_take_turns_while_appends_wait_to_be_written() {
+    run(|| async {
+        let cfg = config(FlushMode::Async {
+            max_unwritten_bytes: 1 << 20,
+            sync_interval: Duration::from_millis(1),
+        });
+        assert_eq!(cfg.cold_reads_while_writing, 1);
+        let backend = MemBackend::new();
+        let log = CommitLog::open(backend.clone(), cfg).await.unwrap();
+        let mut acked = Vec::new();
+        for i in 0..60u64 {
+            acked.push(append_one(&log, i, 600).await.unwrap());
+        }
+        log.sync_all().await.unwrap();
+        // The first records left the 32 KiB tail cache: reading them goes to the device.
+        let cold: std::rc::Rc<Vec<(i64, usize)>> = std::rc::Rc::new(acked[..8].to_vec());
+        let read_all = |log: CommitLog<MemBackend>| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (log, cold) = (log.clone(), cold.clone());
+                    glommio::spawn_local(async move {
+                        for (i, &(offset, size)) in cold.iter().enumerate() {
+                            check_record(&log, offset, size, i as u64, 600).await;
+                        }
+                    })
+                })
+                .collect();
+            async move {
+                for h in handles {
+                    h.await;
+                }
+            }
+        };
+
+        backend.set_faults(FaultPlan {
+            stall_writes: true,
+            slow_reads: true,
+            ..FaultPlan::default()
+        });
+        let b = body(1000, 600);
+        let appended = log.append(&mut [writer(&b, 1000)], 1).await.unwrap();
+        backend.take_max_reads_in_flight();
+        read_all(log.clone()).await;
+        assert_eq!(
+            backend.take_max_reads_in_flight(),
+            1,
+            "readers took more than their slot while an append waited to be written"
+        );
+
+        backend.set_faults(FaultPlan {
+            slow_reads: true,
+            ..FaultPlan::default()
+        });
+        log.sync_all().await.unwrap();
+        assert!(log.durable_pos() >= appended.end);
+        backend.take_max_reads_in_flight();
+        read_all(log.clone()).await;
+        assert!(
+            backend.take_max_reads_in_flight() > 1,
+            "readers were held back with nothing to write"
+        );
+        log.close().await.unwrap();
+    });
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append { count: usize, len: usize },
