@@ -42,6 +42,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::io::{align_down, align_up, Backend, BackendFile, Payload, BLOCK};
+use crate::turnstile::{Slot, Turnstile};
 use crate::watermark::Watermark;
 
 /// Bits of a global offset below the shard id.
@@ -348,10 +349,9 @@ struct Inner<B: Backend> {
     writes_done: Watermark<StoreError>,
     /// A sync of everything below this is wanted now (async mode syncs on a timer).
     sync_wanted: Watermark<StoreError>,
-    /// Direct reads of the log in flight.
-    disk_reads: Cell<usize>,
-    /// Counts finished direct reads: wakes readers waiting for a read slot.
-    reads_done: Watermark<StoreError>,
+    /// Slots for direct reads while appended data waits to be written; readers queue
+    /// for them in arrival order.
+    cold_reads: Turnstile,
     rolling: glommio::sync::Semaphore,
     /// A background task is creating the next segment.
     creating_ahead: Cell<bool>,
@@ -380,19 +380,6 @@ impl<B: Backend> Clone for CommitLog<B> {
         Self {
             inner: self.inner.clone(),
         }
-    }
-}
-
-/// A direct read in flight; frees its slot when dropped.
-struct ReadSlot<B: Backend> {
-    inner: Rc<Inner<B>>,
-}
-
-impl<B: Backend> Drop for ReadSlot<B> {
-    fn drop(&mut self) {
-        let inner = &self.inner;
-        inner.disk_reads.set(inner.disk_reads.get() - 1);
-        inner.reads_done.advance(inner.reads_done.get() + 1);
     }
 }
 
@@ -473,6 +460,7 @@ impl<B: Backend> CommitLog<B> {
             cache: VecDeque::new(),
             cache_bytes: 0,
         };
+        let cold_reads = Turnstile::new(config.cold_reads_while_writing);
         let inner = Rc::new(Inner {
             backend,
             config,
@@ -485,8 +473,7 @@ impl<B: Backend> CommitLog<B> {
             shutdown: Watermark::new(0),
             writes_done: Watermark::new(0),
             sync_wanted: Watermark::new(end),
-            disk_reads: Cell::new(0),
-            reads_done: Watermark::new(0),
+            cold_reads,
             rolling: glommio::sync::Semaphore::new(1),
             creating_ahead: Cell::new(false),
         });
@@ -784,25 +771,15 @@ impl<B: Backend> CommitLog<B> {
     }
 
     /// Waits until a direct read may start: at once when nothing waits to be written,
-    /// otherwise when fewer than `cold_reads_while_writing` reads are in flight. The
+    /// otherwise for one of `cold_reads_while_writing` slots, in arrival order. The
     /// writer keeps the device's queue full of appends; readers take turns at the
     /// slots left over, so appends keep their rate while a backlog is read.
-    async fn read_slot(&self) -> ReadSlot<B> {
+    async fn read_slot(&self) -> Option<Slot> {
         let inner = &self.inner;
-        loop {
-            let writing = inner.appended.get() > inner.written.get();
-            if !writing || inner.disk_reads.get() < inner.config.cold_reads_while_writing {
-                inner.disk_reads.set(inner.disk_reads.get() + 1);
-                return ReadSlot {
-                    inner: inner.clone(),
-                };
-            }
-            // A write finishing may leave nothing to write; a read finishing frees a
-            // slot. Neither fails (only the data watermarks carry a poisoning).
-            let read = inner.reads_done.wait_for(inner.reads_done.get() + 1);
-            let write = inner.writes_done.wait_for(inner.writes_done.get() + 1);
-            let _ = futures_lite::future::or(read, write).await;
+        if inner.appended.get() <= inner.written.get() {
+            return None;
         }
+        Some(inner.cold_reads.acquire().await)
     }
 
     /// Local bases of the segments, oldest first.

@@ -17,6 +17,7 @@ pub mod consumequeue;
 pub mod index;
 pub mod io;
 pub mod shard;
+pub mod turnstile;
 pub mod watermark;
 
 pub use commitlog::{CommitLog, CommitLogConfig, FlushMode, StoreError};

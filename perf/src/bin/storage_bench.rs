@@ -17,7 +17,9 @@
 //!    batch, as a broker task does between requests).
 //! 4. Sync appends on fallocated segments against zero-filled ones.
 //! 5. A backlog written, then read back cold by a freshly opened log, then read again
-//!    while appends continue (mixed).
+//!    while appends continue (mixed), the same appends alone again (the solo rate on
+//!    both sides of the mixed run), and appends paced at a quarter of the solo rate,
+//!    alone and beside the reader.
 //!
 //! Every run executes in a child process of this binary (`--child`), with one glommio
 //! executor: a closed commit log in sync mode keeps its flusher task, its open files and
@@ -257,6 +259,18 @@ struct ColdResult {
     /// Async appends while a reader reads the cold backlog (wrapping around).
     mixed_append: AppendResult,
     mixed_read: ReadRun,
+    /// The same appends again right after, without the reader: the solo rate measured
+    /// on either side of the mixed run.
+    #[serde(default)]
+    solo_after: AppendResult,
+    /// Appends paced at a quarter of the backlog's rate, alone and then beside the
+    /// reader: a producer that leaves the disk room for a catching-up consumer.
+    #[serde(default)]
+    paced_solo: AppendResult,
+    #[serde(default)]
+    paced_append: AppendResult,
+    #[serde(default)]
+    paced_read: ReadRun,
     peak_rss_mib: f64,
 }
 
@@ -647,6 +661,8 @@ struct AppendPlan {
     record_bytes: usize,
     target_bytes: u64,
     run_secs: f64,
+    /// Appenders issue no faster than this (a producer that does not saturate the disk).
+    rate_bytes_s: Option<f64>,
 }
 
 /// N appender tasks, each appending batches of B records and waiting for their
@@ -661,6 +677,7 @@ async fn drive_appends<B: Backend>(
     let tasks = plan.tasks.clamp(1, plan.depth.max(1));
     let batch = (plan.depth / tasks).max(1);
     let batch_bytes = (batch * plan.record_bytes) as u64;
+    let rate = plan.rate_bytes_s;
     let body = Rc::new(vec![0x42u8; body_len(plan.record_bytes)?]);
     let issued = Rc::new(Cell::new(0u64));
     let acked = Rc::new(Cell::new(0u64));
@@ -703,6 +720,13 @@ async fn drive_appends<B: Backend>(
                         return Ok(());
                     }
                     issued.set(issued.get() + batch_bytes);
+                    if let Some(rate) = rate {
+                        let due = start + Duration::from_secs_f64(issued.get() as f64 / rate);
+                        let now = Instant::now();
+                        if due > now {
+                            glommio::timer::sleep(due - now).await;
+                        }
+                    }
                     let t0 = Instant::now();
                     let appended = log
                         .append(&mut records, now_millis())
@@ -783,6 +807,7 @@ async fn append_job(job: AppendJob) -> Result<AppendResult, String> {
         record_bytes: job.record_bytes,
         target_bytes: job.target_bytes,
         run_secs: job.run_secs,
+        rate_bytes_s: None,
     };
     let stop = Rc::new(Cell::new(false));
     let t0 = Instant::now();
@@ -962,6 +987,7 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
         record_bytes: job.record_bytes,
         target_bytes: job.target_bytes,
         run_secs: job.run_secs,
+        rate_bytes_s: None,
     };
 
     // The backlog: a solo async append run.
@@ -1026,38 +1052,57 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
     .map_err(|e| err("reopen", e))?;
     let mixed_reopen_secs = t0.elapsed().as_secs_f64();
     let read_depth = job.read_depths.iter().copied().max().unwrap_or(1);
-    let reader_stop = Rc::new(Cell::new(false));
-    let reader = {
-        let (log, ranges, reader_stop, dev) = (
+    let mixed = |plan: AppendPlan| {
+        let (log, ranges, guard, no_stop, dev) = (
             log.clone(),
             ranges.clone(),
-            reader_stop.clone(),
+            guard.clone(),
+            no_stop.clone(),
             dev.clone(),
         );
-        let deadline = Instant::now() + secs(job.run_secs * 2.0);
-        glommio::spawn_local(async move {
-            read_ranges(
-                &log,
-                &ranges,
-                read_depth,
-                deadline,
-                true,
-                &reader_stop,
-                &dev,
-            )
-            .await
-        })
+        async move {
+            let reader_stop = Rc::new(Cell::new(false));
+            let reader = {
+                let (log, reader_stop, dev) = (log.clone(), reader_stop.clone(), dev.clone());
+                let deadline = Instant::now() + secs(plan.run_secs * 2.0);
+                glommio::spawn_local(async move {
+                    read_ranges(
+                        &log,
+                        &ranges,
+                        read_depth,
+                        deadline,
+                        true,
+                        &reader_stop,
+                        &dev,
+                    )
+                    .await
+                })
+            };
+            let appended = drive_appends(&log, &plan, &guard, &no_stop, &dev).await;
+            reader_stop.set(true);
+            let read = reader.await;
+            Ok::<_, String>((
+                appended?,
+                ReadRun {
+                    depth: read_depth,
+                    range_bytes: job.read_bytes,
+                    rate: read?,
+                },
+            ))
+        }
     };
-    let appended = drive_appends(&log, &plan, &guard, &no_stop, &dev).await;
-    reader_stop.set(true);
-    let read = reader.await;
-    let mut mixed_append = appended?;
+    let (mut mixed_append, mixed_read) = mixed(plan.clone()).await?;
     mixed_append.open_secs = mixed_reopen_secs;
-    let mixed_read = ReadRun {
-        depth: read_depth,
-        range_bytes: job.read_bytes,
-        rate: read?,
+    let solo_after = drive_appends(&log, &plan, &guard, &no_stop, &dev).await?;
+
+    // Paced: a producer at a quarter of the solo rate, alone and beside the reader.
+    let paced = AppendPlan {
+        rate_bytes_s: Some(backlog.mib_s * MIB as f64 / 4.0),
+        target_bytes: u64::MAX / 2,
+        ..plan.clone()
     };
+    let paced_solo = drive_appends(&log, &paced, &guard, &no_stop, &dev).await?;
+    let (paced_append, paced_read) = mixed(paced).await?;
     log.close().await.map_err(|e| err("close", e))?;
 
     let peak_rss_mib = guard.peak_mib();
@@ -1072,6 +1117,10 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
         mixed_reopen_secs,
         mixed_append,
         mixed_read,
+        solo_after,
+        paced_solo,
+        paced_append,
+        paced_read,
         peak_rss_mib,
     })
 }
@@ -1583,13 +1632,19 @@ fn ratios(
                 fio_mib_s(fio_runs, "(c)"),
             );
         }
+        // Solo measured before and after the mixed run: the machine drifts between runs.
+        let solo = if c.solo_after.mib_s > 0.0 {
+            (c.backlog.mib_s + c.solo_after.mib_s) / 2.0
+        } else {
+            c.backlog.mib_s
+        };
         push(
             format!(
-                "mixed append / solo append (async, depth {})",
+                "mixed append / solo append (async, depth {}; solo before and after)",
                 c.backlog.depth
             ),
             c.mixed_append.mib_s,
-            Some(c.backlog.mib_s),
+            Some(solo),
         );
         if let Some(r) = c.reads.iter().find(|r| r.depth == c.mixed_read.depth) {
             push(
@@ -1597,6 +1652,26 @@ fn ratios(
                 c.mixed_read.rate.mib_s,
                 Some(r.rate.mib_s),
             );
+            if c.paced_solo.mib_s > 0.0 {
+                push(
+                    "paced append beside the reader / paced append alone".to_owned(),
+                    c.paced_append.mib_s,
+                    Some(c.paced_solo.mib_s),
+                );
+                push(
+                    format!(
+                        "read beside paced appends / solo cold read (depth {})",
+                        r.depth
+                    ),
+                    c.paced_read.rate.mib_s,
+                    Some(r.rate.mib_s),
+                );
+                push(
+                    "read beside paced appends / fio O_DIRECT read".to_owned(),
+                    c.paced_read.rate.mib_s,
+                    fio_mib_s(fio_runs, "(c)"),
+                );
+            }
         }
     }
     out
@@ -1863,6 +1938,20 @@ fn render(r: &Report) -> String {
                 &c.mixed_read
             )
         );
+        if c.paced_solo.mib_s > 0.0 {
+            let _ = writeln!(
+                s,
+                "{}",
+                read_row(
+                    format!(
+                        "read beside paced appends {} KiB x {}",
+                        c.paced_read.range_bytes >> 10,
+                        c.paced_read.depth
+                    ),
+                    &c.paced_read
+                )
+            );
+        }
         let _ = writeln!(s, "{header}");
         let _ = writeln!(s, "{}   (solo: backlog)", append_row(&c.backlog, None));
         let _ = writeln!(
@@ -1871,6 +1960,19 @@ fn render(r: &Report) -> String {
             append_row(&c.mixed_append, None),
             c.mixed_reopen_secs
         );
+        if c.paced_solo.mib_s > 0.0 {
+            let _ = writeln!(s, "{}   (solo, after)", append_row(&c.solo_after, None));
+            let _ = writeln!(
+                s,
+                "{}   (paced at 1/4 of the backlog rate, alone)",
+                append_row(&c.paced_solo, None)
+            );
+            let _ = writeln!(
+                s,
+                "{}   (paced, beside the reader)",
+                append_row(&c.paced_append, None)
+            );
+        }
         let _ = writeln!(s, "probe: {}", c.blank_tail_read);
     }
 
