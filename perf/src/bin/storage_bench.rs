@@ -1093,7 +1093,7 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
     };
     let (mut mixed_append, mixed_read) = mixed(plan.clone()).await?;
     mixed_append.open_secs = mixed_reopen_secs;
-    let solo_after = drive_appends(&log, &plan, &guard, &no_stop, &dev).await?;
+    let mut solo_after = drive_appends(&log, &plan, &guard, &no_stop, &dev).await?;
 
     // Paced: a producer at a quarter of the solo rate, alone and beside the reader.
     let paced = AppendPlan {
@@ -1101,13 +1101,20 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
         target_bytes: u64::MAX / 2,
         ..plan.clone()
     };
-    let paced_solo = drive_appends(&log, &paced, &guard, &no_stop, &dev).await?;
-    let (paced_append, paced_read) = mixed(paced).await?;
+    let mut paced_solo = drive_appends(&log, &paced, &guard, &no_stop, &dev).await?;
+    let (mut paced_append, paced_read) = mixed(paced).await?;
     log.close().await.map_err(|e| err("close", e))?;
 
     let peak_rss_mib = guard.peak_mib();
     backlog.peak_rss_mib = peak_rss_mib;
-    mixed_append.peak_rss_mib = peak_rss_mib;
+    for run in [
+        &mut mixed_append,
+        &mut solo_after,
+        &mut paced_solo,
+        &mut paced_append,
+    ] {
+        run.peak_rss_mib = peak_rss_mib;
+    }
     Ok(ColdResult {
         backlog,
         backlog_bytes: backlog_end,
@@ -1893,17 +1900,25 @@ fn render(r: &Report) -> String {
         );
         let _ = writeln!(
             s,
-            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+            "{:<38} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
             "", "MiB/s", "p50 us", "p99 us", "max us", "vs (c)", "dev rd MiB", "stop"
         );
-        let read_row = |label: String, rr: &ReadRun| {
-            let base = r
-                .baseline
-                .as_ref()
-                .map(|b| b.direct_read.mib_s)
-                .filter(|b| *b > 0.0);
-            format!(
-                "{label:<28} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        let base = r
+            .baseline
+            .as_ref()
+            .map(|b| b.direct_read.mib_s)
+            .filter(|b| *b > 0.0);
+        let mut read_rows: Vec<(&str, &ReadRun)> =
+            c.reads.iter().map(|rr| ("cold read", rr)).collect();
+        read_rows.push(("mixed read", &c.mixed_read));
+        if c.paced_solo.mib_s > 0.0 {
+            read_rows.push(("read beside paced appends", &c.paced_read));
+        }
+        for (what, rr) in read_rows {
+            let label = format!("{what} {} KiB x {}", rr.range_bytes >> 10, rr.depth);
+            let _ = writeln!(
+                s,
+                "{label:<38} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
                 rr.rate.mib_s,
                 rr.rate.latency.p50_us,
                 rr.rate.latency.p99_us,
@@ -1914,42 +1929,6 @@ fn render(r: &Report) -> String {
                     d.read_bytes as f64 / MIB as f64
                 )),
                 rr.rate.stop
-            )
-        };
-        for rr in &c.reads {
-            let _ = writeln!(
-                s,
-                "{}",
-                read_row(
-                    format!("cold read {} KiB x {}", rr.range_bytes >> 10, rr.depth),
-                    rr
-                )
-            );
-        }
-        let _ = writeln!(
-            s,
-            "{}",
-            read_row(
-                format!(
-                    "mixed read {} KiB x {}",
-                    c.mixed_read.range_bytes >> 10,
-                    c.mixed_read.depth
-                ),
-                &c.mixed_read
-            )
-        );
-        if c.paced_solo.mib_s > 0.0 {
-            let _ = writeln!(
-                s,
-                "{}",
-                read_row(
-                    format!(
-                        "read beside paced appends {} KiB x {}",
-                        c.paced_read.range_bytes >> 10,
-                        c.paced_read.depth
-                    ),
-                    &c.paced_read
-                )
             );
         }
         let _ = writeln!(s, "{header}");
