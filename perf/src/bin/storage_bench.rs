@@ -419,6 +419,53 @@ impl StopReason {
     }
 }
 
+/// What the workers of one measured stream of I/O share: bytes done, latencies, and
+/// why they stopped; [`Meter::finish`] waits for them and sums it up.
+struct Meter {
+    done: Cell<u64>,
+    hist: RefCell<hdrhistogram::Histogram<u64>>,
+    reason: StopReason,
+    before: Option<devstat::Snapshot>,
+    start: Instant,
+}
+
+impl Meter {
+    fn start(dev: &Option<devstat::Device>) -> Rc<Self> {
+        Rc::new(Self {
+            done: Cell::new(0),
+            hist: RefCell::new(latency::histogram()),
+            reason: StopReason::default(),
+            before: dev_snapshot(dev),
+            start: Instant::now(),
+        })
+    }
+
+    /// One operation of `bytes`, started at `t0`, is done.
+    fn record(&self, bytes: u64, t0: Instant) {
+        latency::record(&mut self.hist.borrow_mut(), t0.elapsed());
+        self.done.set(self.done.get() + bytes);
+    }
+
+    async fn finish(
+        &self,
+        workers: Vec<glommio::Task<Result<(), String>>>,
+        dev: &Option<devstat::Device>,
+    ) -> Result<Rate, String> {
+        for w in workers {
+            w.await?;
+        }
+        let secs = self.start.elapsed().as_secs_f64();
+        Ok(Rate {
+            bytes: self.done.get(),
+            secs,
+            mib_s: mib_s(self.done.get(), secs),
+            latency: Latency::of(&self.hist.borrow()),
+            stop: self.reason.get(),
+            dev: dev_delta(dev, self.before),
+        })
+    }
+}
+
 // --- Baseline ---
 
 async fn baseline_job(job: BaselineJob) -> Result<BaselineResult, String> {
@@ -489,31 +536,20 @@ async fn direct_io(
     buf.as_mut().fill(0xa5);
     let buf = Rc::new(buf);
     let next = Rc::new(Cell::new(0u64));
-    let done = Rc::new(Cell::new(0u64));
-    let hist = Rc::new(RefCell::new(latency::histogram()));
-    let stop = Rc::new(StopReason::default());
-    let before = dev_snapshot(dev);
-    let start = Instant::now();
-    let deadline = start + secs(run_secs);
+    let meter = Meter::start(dev);
+    let deadline = meter.start + secs(run_secs);
     let workers: Vec<_> = (0..depth.max(1))
         .map(|_| {
-            let (file, buf, next, done, hist, stop) = (
-                file.clone(),
-                buf.clone(),
-                next.clone(),
-                done.clone(),
-                hist.clone(),
-                stop.clone(),
-            );
+            let (file, buf, next, meter) = (file.clone(), buf.clone(), next.clone(), meter.clone());
             glommio::spawn_local(async move {
                 loop {
                     let pos = next.get();
                     if pos + BLOCK_BYTES > size {
-                        stop.set("size");
+                        meter.reason.set("size");
                         return Ok(());
                     }
                     if Instant::now() >= deadline {
-                        stop.set("time");
+                        meter.reason.set("time");
                         return Ok(());
                     }
                     next.set(pos + BLOCK_BYTES);
@@ -529,25 +565,12 @@ async fn direct_io(
                     if n as u64 != BLOCK_BYTES {
                         return Err(format!("short I/O: {n} of {BLOCK_BYTES} bytes at {pos}"));
                     }
-                    latency::record(&mut hist.borrow_mut(), t0.elapsed());
-                    done.set(done.get() + BLOCK_BYTES);
+                    meter.record(BLOCK_BYTES, t0);
                 }
             })
         })
         .collect();
-    for w in workers {
-        w.await?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let latency = Latency::of(&hist.borrow());
-    Ok(Rate {
-        bytes: done.get(),
-        secs,
-        mib_s: mib_s(done.get(), secs),
-        latency,
-        stop: stop.get(),
-        dev: dev_delta(dev, before),
-    })
+    meter.finish(workers, dev).await
 }
 
 /// 1 MiB write then fdatasync, one at a time, over `[0, size)`.
@@ -871,23 +894,18 @@ async fn read_ranges<B: Backend>(
         return Err("nothing to read".to_owned());
     }
     let cursor = Rc::new(Cell::new(0usize));
-    let done = Rc::new(Cell::new(0u64));
-    let hist = Rc::new(RefCell::new(latency::histogram()));
-    let reason = Rc::new(StopReason::default());
-    let before = dev_snapshot(dev);
-    let start = Instant::now();
+    let meter = Meter::start(dev);
     let workers: Vec<_> = (0..depth.max(1))
         .map(|_| {
-            let (log, ranges, cursor, done, hist, reason, stop) = (
+            let (log, ranges, cursor, meter, stop) = (
                 log.clone(),
                 ranges.clone(),
                 cursor.clone(),
-                done.clone(),
-                hist.clone(),
-                reason.clone(),
+                meter.clone(),
                 stop.clone(),
             );
             glommio::spawn_local(async move {
+                let reason = &meter.reason;
                 loop {
                     if stop.get() {
                         reason.set("stopped");
@@ -915,25 +933,12 @@ async fn read_ranges<B: Backend>(
                     if data.len() as u64 != len {
                         return Err(format!("read {} of {len} bytes at {pos}", data.len()));
                     }
-                    latency::record(&mut hist.borrow_mut(), t0.elapsed());
-                    done.set(done.get() + len);
+                    meter.record(len, t0);
                 }
             })
         })
         .collect();
-    for w in workers {
-        w.await?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let latency = Latency::of(&hist.borrow());
-    Ok(Rate {
-        bytes: done.get(),
-        secs,
-        mib_s: mib_s(done.get(), secs),
-        latency,
-        stop: reason.get(),
-        dev: dev_delta(dev, before),
-    })
+    meter.finish(workers, dev).await
 }
 
 /// Checks that every full segment ends with a blank where the fixed-size layout puts it,
