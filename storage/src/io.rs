@@ -318,6 +318,9 @@ pub mod mem {
         pub reorder_writes: bool,
         /// Writes wait (taking scheduler turns) until a plan without this is set.
         pub stall_writes: bool,
+        /// Like `stall_writes`, for the writes issued from this one on (numbered from 1
+        /// over the device's life, see [`MemBackend::writes_issued`]).
+        pub stall_writes_from: Option<u64>,
         /// Reads take a few scheduler turns, so concurrent reads overlap.
         pub slow_reads: bool,
     }
@@ -399,6 +402,16 @@ pub mod mem {
                 f.durable = image;
                 f.pending.clear();
             }
+        }
+
+        /// Writes issued so far, over the device's life.
+        pub fn writes_issued(&self) -> u64 {
+            self.dev.borrow().issued
+        }
+
+        /// Syncs since the fault plan was last set.
+        pub fn syncs(&self) -> u64 {
+            self.dev.borrow().syncs
         }
 
         /// The most reads that were in flight at once since the last call.
@@ -562,7 +575,10 @@ pub mod mem {
                     futures_lite::future::yield_now().await;
                 }
             }
-            while self.dev.borrow().plan.stall_writes {
+            while {
+                let plan = &self.dev.borrow().plan;
+                plan.stall_writes || plan.stall_writes_from.is_some_and(|from| n >= from)
+            } {
                 futures_lite::future::yield_now().await;
             }
             assert_eq!(

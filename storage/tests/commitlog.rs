@@ -151,6 +151,53 @@ fn append_read_across_segments_and_restart() {
     });
 }
 
+/// Sync mode: appends made while an earlier write is in flight are covered by the same
+/// fdatasync as that write, so appenders acknowledged together stay one cohort.
+#[test]
+fn one_sync_covers_what_was_appended_while_the_previous_write_was_in_flight() {
+    run(|| async {
+        let backend = MemBackend::new();
+        let log = CommitLog::open(backend.clone(), config(sync_mode()))
+            .await
+            .unwrap();
+        let turns = || async {
+            for _ in 0..10 {
+                futures_lite::future::yield_now().await;
+            }
+        };
+        backend.set_faults(FaultPlan {
+            stall_writes: true,
+            ..FaultPlan::default()
+        });
+        let (a, b) = (body(1, 300), body(2, 300));
+        let first = log.append(&mut [writer(&a, 1)], 1).await.unwrap();
+        turns().await; // the first record's write is issued, and stalls
+        let issued = backend.writes_issued();
+        let second = log.append(&mut [writer(&b, 2)], 2).await.unwrap();
+        // The first write completes; the second (issued once it has) stalls.
+        backend.set_faults(FaultPlan {
+            stall_writes_from: Some(issued + 1),
+            ..FaultPlan::default()
+        });
+        turns().await;
+        assert_eq!(
+            backend.writes_issued(),
+            issued + 1,
+            "the second write is issued"
+        );
+        assert_eq!(
+            backend.syncs(),
+            0,
+            "the first record was synced without the one appended beside its write"
+        );
+        backend.set_faults(FaultPlan::default());
+        log.wait_acked(first.end).await.unwrap();
+        log.wait_acked(second.end).await.unwrap();
+        assert_eq!(backend.syncs(), 1);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn acknowledged_records_survive_power_loss() {
     for mode in [
