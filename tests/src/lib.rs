@@ -1010,23 +1010,41 @@ pub fn rmqadmin_with(mut cmd: Command, args: &[&str]) -> AdminRun {
 
 /// HEART_BEAT of one clustering consumer of `group` subscribed to all of `topic`.
 pub fn consumer_heartbeat(client_id: &str, group: &str, topic: &str) -> RemotingCommand {
+    heartbeat(client_id, None, Some((group, topic, "*")))
+}
+
+/// HEART_BEAT of a client in `producer_group` (if any) and in one clustering consumer
+/// group (if any), given as (group, topic, tag expression).
+pub fn heartbeat(
+    client_id: &str,
+    producer_group: Option<&str>,
+    consumer: Option<(&str, &str, &str)>,
+) -> RemotingCommand {
     let body = protocol::body::HeartbeatData {
         client_id: client_id.into(),
-        producer_data_set: vec![],
-        consumer_data_set: vec![protocol::body::ConsumerData {
-            group_name: group.into(),
-            consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
-            consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
-            subscription_data_set: vec![protocol::body::SubscriptionData {
-                topic: topic.into(),
-                sub_string: "*".into(),
-                sub_version: now_ms(),
-                expression_type: Some("TAG".into()),
-                ..Default::default()
-            }],
-            unit_mode: false,
-        }],
+        producer_data_set: producer_group
+            .map(|g| protocol::body::ProducerData {
+                group_name: g.into(),
+            })
+            .into_iter()
+            .collect(),
+        consumer_data_set: consumer
+            .map(|(group, topic, sub)| protocol::body::ConsumerData {
+                group_name: group.into(),
+                consume_type: "CONSUME_PASSIVELY".into(),
+                message_model: "CLUSTERING".into(),
+                consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
+                subscription_data_set: vec![protocol::body::SubscriptionData {
+                    topic: topic.into(),
+                    sub_string: sub.into(),
+                    sub_version: now_ms(),
+                    expression_type: Some("TAG".into()),
+                    ..Default::default()
+                }],
+                unit_mode: false,
+            })
+            .into_iter()
+            .collect(),
         heartbeat_fingerprint: None,
         without_sub: None,
     };

@@ -3,9 +3,7 @@
 //! (0 success, 1 the server answered an error, 2 usage, 3 unreachable).
 
 use e2e::*;
-use protocol::body::{ConsumerData, HeartbeatData, ProducerData, SubscriptionData};
 use protocol::code::request;
-use protocol::json::{self, JsonStyle};
 use protocol::RemotingCommand;
 use serde_json::Value;
 use std::time::Duration;
@@ -72,47 +70,6 @@ fn eventually_json(ns: &str, args: &[&str], mut check: impl FnMut(&Value) -> boo
         last.stdout, last.stderr
     );
     last.json()
-}
-
-fn heartbeat(
-    client_id: &str,
-    consumer_group: Option<&str>,
-    producer_group: Option<&str>,
-    topic: &str,
-) -> RemotingCommand {
-    let body = HeartbeatData {
-        client_id: client_id.into(),
-        producer_data_set: producer_group
-            .map(|g| ProducerData {
-                group_name: g.into(),
-            })
-            .into_iter()
-            .collect(),
-        consumer_data_set: consumer_group
-            .map(|g| ConsumerData {
-                group_name: g.into(),
-                consume_type: "CONSUME_PASSIVELY".into(),
-                message_model: "CLUSTERING".into(),
-                consume_from_where: "CONSUME_FROM_FIRST_OFFSET".into(),
-                subscription_data_set: vec![SubscriptionData {
-                    topic: topic.into(),
-                    sub_string: "TagA || TagB".into(),
-                    sub_version: now_ms(),
-                    expression_type: Some("TAG".into()),
-                    ..Default::default()
-                }],
-                unit_mode: false,
-            })
-            .into_iter()
-            .collect(),
-        heartbeat_fingerprint: None,
-        without_sub: None,
-    };
-    RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
-        &body,
-        JsonStyle::Standard,
-        &[],
-    ))
 }
 
 fn queue(queues: &Value, queue_id: i64) -> &Value {
@@ -392,9 +349,8 @@ fn every_command_against_a_real_cluster() {
     let mut live = cluster.connect_broker();
     let resp = live.call(heartbeat(
         "admin-cli-client@1",
-        Some(g),
         Some(&producer_group),
-        t,
+        Some((g, t, "TagA || TagB")),
     ));
     assert_eq!(resp.code, 0, "{resp:?}");
     let conn = ok_json(ns, &["consumerConnection", "-g", g]);
