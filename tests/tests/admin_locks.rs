@@ -276,29 +276,7 @@ fn offsets_reset_by_time_and_who_consumes_a_topic() {
 
     // A consumer of the group is online on another connection: it is told.
     let mut consumer = c.connect_broker();
-    let hb = protocol::body::HeartbeatData {
-        client_id: "reset-client".into(),
-        consumer_data_set: vec![protocol::body::ConsumerData {
-            group_name: group.clone(),
-            consume_type: "CONSUME_PASSIVELY".into(),
-            message_model: "CLUSTERING".into(),
-            consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
-            subscription_data_set: vec![protocol::body::SubscriptionData {
-                topic: topic.clone(),
-                sub_string: "*".into(),
-                ..Default::default()
-            }],
-            unit_mode: false,
-        }],
-        ..Default::default()
-    };
-    let resp = consumer.call(
-        RemotingCommand::request(request::HEART_BEAT).with_body(json::to_vec(
-            &hb,
-            JsonStyle::Standard,
-            &[],
-        )),
-    );
+    let resp = consumer.call(consumer_heartbeat("reset-client", &group, &topic));
     assert_eq!(resp.code, response::SUCCESS);
 
     // Back to the first message stored at or after a time before all of them.
