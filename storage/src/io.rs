@@ -316,10 +316,9 @@ pub mod mem {
         /// writes complete (and land) in another order than they were issued, as on a
         /// real device.
         pub reorder_writes: bool,
-        /// Writes wait (taking scheduler turns) until a plan without this is set.
-        pub stall_writes: bool,
-        /// Like `stall_writes`, for the writes issued from this one on (numbered from 1
-        /// over the device's life, see [`MemBackend::writes_issued`]).
+        /// Writes issued from this one on (numbered from 1 over the device's life, see
+        /// [`MemBackend::writes_issued`]) wait, taking scheduler turns, until a plan
+        /// without this is set.
         pub stall_writes_from: Option<u64>,
         /// Reads take a few scheduler turns, so concurrent reads overlap.
         pub slow_reads: bool,
@@ -577,7 +576,7 @@ pub mod mem {
             }
             while {
                 let plan = &self.dev.borrow().plan;
-                plan.stall_writes || plan.stall_writes_from.is_some_and(|from| n >= from)
+                plan.stall_writes_from.is_some_and(|from| n >= from)
             } {
                 futures_lite::future::yield_now().await;
             }

@@ -166,7 +166,7 @@ fn one_sync_covers_what_was_appended_while_the_previous_write_was_in_flight() {
             }
         };
         backend.set_faults(FaultPlan {
-            stall_writes: true,
+            stall_writes_from: Some(backend.writes_issued() + 1),
             ..FaultPlan::default()
         });
         let (a, b) = (body(1, 300), body(2, 300));
@@ -540,7 +540,7 @@ fn cold_reads_take_turns_while_appends_wait_to_be_written() {
         };
 
         backend.set_faults(FaultPlan {
-            stall_writes: true,
+            stall_writes_from: Some(backend.writes_issued() + 1),
             slow_reads: true,
             ..FaultPlan::default()
         });
