@@ -996,31 +996,32 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
     };
 
     // The backlog: a solo async append run.
-    let t0 = Instant::now();
-    let log = CommitLog::open(
-        DmaBackend,
-        log_config(&job.dir, false, job.chunk_bytes, job.cache_bytes),
-    )
-    .await
-    .map_err(|e| err("open", e))?;
-    let open_secs = t0.elapsed().as_secs_f64();
+    // An async log on the job's directory with `cache` bytes of tail cache, and the
+    // seconds opening it (recovery) took.
+    let (dir, chunk_bytes) = (&job.dir, job.chunk_bytes);
+    let open = |cache: usize| async move {
+        let t0 = Instant::now();
+        let log = CommitLog::open(DmaBackend, log_config(dir, false, chunk_bytes, cache))
+            .await
+            .map_err(|e| err("open", e))?;
+        Ok::<_, String>((log, t0.elapsed().as_secs_f64()))
+    };
+    let close = |log: CommitLog<DmaBackend>| async move {
+        log.close().await.map_err(|e| err("close", e))?;
+        drop(log);
+        // The closed async log's flusher ends within a sync interval.
+        glommio::timer::sleep(ASYNC_SYNC_INTERVAL * 2).await;
+        Ok::<_, String>(())
+    };
+
+    let (log, open_secs) = open(job.cache_bytes).await?;
     let mut backlog = drive_appends(&log, &plan, &guard, &no_stop, &dev).await?;
     backlog.open_secs = open_secs;
     let (_, backlog_end) = split_offset(log.max_offset());
-    log.close().await.map_err(|e| err("close", e))?;
-    drop(log);
-    // The closed async log's flusher ends within a sync interval.
-    glommio::timer::sleep(ASYNC_SYNC_INTERVAL * 2).await;
+    close(log).await?;
 
     // Cold reads: a fresh log has nothing of the backlog in memory.
-    let t0 = Instant::now();
-    let log = CommitLog::open(
-        DmaBackend,
-        log_config(&job.dir, false, job.chunk_bytes, COLD_CACHE_BYTES),
-    )
-    .await
-    .map_err(|e| err("reopen", e))?;
-    let reopen_secs = t0.elapsed().as_secs_f64();
+    let (log, reopen_secs) = open(COLD_CACHE_BYTES).await?;
     let (_, end) = split_offset(log.max_offset());
     if end != backlog_end {
         return Err(format!(
@@ -1043,19 +1044,10 @@ async fn cold_job(job: ColdJob) -> Result<ColdResult, String> {
             rate,
         });
     }
-    log.close().await.map_err(|e| err("close", e))?;
-    drop(log);
-    glommio::timer::sleep(ASYNC_SYNC_INTERVAL * 2).await;
+    close(log).await?;
 
     // Mixed: appends as in the backlog run, while a reader goes over the backlog.
-    let t0 = Instant::now();
-    let log = CommitLog::open(
-        DmaBackend,
-        log_config(&job.dir, false, job.chunk_bytes, job.cache_bytes),
-    )
-    .await
-    .map_err(|e| err("reopen", e))?;
-    let mixed_reopen_secs = t0.elapsed().as_secs_f64();
+    let (log, mixed_reopen_secs) = open(job.cache_bytes).await?;
     let read_depth = job.read_depths.iter().copied().max().unwrap_or(1);
     let mixed = |plan: AppendPlan| {
         let (log, ranges, guard, no_stop, dev) = (
