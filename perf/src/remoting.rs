@@ -217,22 +217,29 @@ pub fn send_one(
     conn.expect_ok(r, "SEND_MESSAGE_V2").map(|_| ())
 }
 
-/// One PULL_MESSAGE without suspension; the number of body bytes served (0 if none).
-pub fn pull_one(
-    conn: &mut Conn,
+/// A PULL_MESSAGE header for all tags of one queue, held at the broker for up to
+/// `suspend_ms` when given (long polling).
+pub fn pull_header(
+    group: &str,
     topic: &str,
     queue_id: i32,
     offset: i64,
-) -> Result<usize, ClientError> {
-    let header = PullMessageRequestHeader {
-        consumer_group: "perf_probe".into(),
+    max_msg_nums: i32,
+    suspend_ms: Option<i64>,
+) -> PullMessageRequestHeader {
+    let mut sys_flag = protocol::message::pull_sys_flag::SUBSCRIPTION;
+    if suspend_ms.is_some() {
+        sys_flag |= protocol::message::pull_sys_flag::SUSPEND;
+    }
+    PullMessageRequestHeader {
+        consumer_group: group.to_owned(),
         topic: topic.to_owned(),
         queue_id,
         queue_offset: offset,
-        max_msg_nums: 1,
-        sys_flag: protocol::message::pull_sys_flag::SUBSCRIPTION,
+        max_msg_nums,
+        sys_flag,
         commit_offset: 0,
-        suspend_timeout_millis: 0,
+        suspend_timeout_millis: suspend_ms.unwrap_or(0),
         subscription: Some("*".into()),
         sub_version: 0,
         expression_type: Some("TAG".into()),
@@ -240,7 +247,17 @@ pub fn pull_one(
         request_source: None,
         proxy_forward_client_id: None,
         broker_name: None,
-    };
+    }
+}
+
+/// One PULL_MESSAGE without suspension; the number of body bytes served (0 if none).
+pub fn pull_one(
+    conn: &mut Conn,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) -> Result<usize, ClientError> {
+    let header = pull_header("perf_probe", topic, queue_id, offset, 1, None);
     let r = conn.call(RemotingCommand::request(request::PULL_MESSAGE).with_header(&header))?;
     match r.code {
         response::SUCCESS => Ok(r.body.len()),

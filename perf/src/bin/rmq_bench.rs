@@ -39,8 +39,7 @@ use perf::latency::{self, Latency};
 use protocol::body::TopicRouteData;
 use protocol::code::{request, response};
 use protocol::header::{
-    GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
-    SendMessageRequestHeaderV2,
+    GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, SendMessageRequestHeaderV2,
 };
 use protocol::message::record;
 use protocol::{FrameDecoder, RemotingCommand, SerializeType};
@@ -737,24 +736,14 @@ async fn consume_queue(
         let Some(conn) = slot.get(&run.stop).await else {
             return;
         };
-        let header = PullMessageRequestHeader {
-            consumer_group: c.group.clone(),
-            topic: job.topic.clone(),
-            queue_id: job.queue_id,
-            queue_offset: offset,
-            max_msg_nums: c.pull_batch,
-            sys_flag: protocol::message::pull_sys_flag::SUBSCRIPTION
-                | protocol::message::pull_sys_flag::SUSPEND,
-            commit_offset: 0,
-            suspend_timeout_millis: 1000,
-            subscription: Some("*".into()),
-            sub_version: 0,
-            expression_type: Some("TAG".into()),
-            max_msg_bytes: None,
-            request_source: None,
-            proxy_forward_client_id: None,
-            broker_name: None,
-        };
+        let header = perf::remoting::pull_header(
+            &c.group,
+            &job.topic,
+            job.queue_id,
+            offset,
+            c.pull_batch,
+            Some(1000),
+        );
         let cmd = RemotingCommand::request(request::PULL_MESSAGE)
             .with_header(&header)
             .with_serialize_type(SerializeType::RocketMq);
