@@ -73,6 +73,10 @@ impl Backend for ZeroFillBackend {
         self.0.remove(path).await
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.0.rename(from, to).await
+    }
+
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.0.list_dir(dir).await
     }

@@ -30,6 +30,8 @@ pub trait Backend: 'static {
     async fn create(&self, path: &Path) -> io::Result<Self::File>;
     async fn open(&self, path: &Path) -> io::Result<Self::File>;
     async fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file; durable once the directory is synced.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// File names in `dir` (not paths), in no particular order.
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
@@ -180,6 +182,10 @@ pub mod dma {
 
         async fn remove(&self, path: &Path) -> io::Result<()> {
             std::fs::remove_file(path)
+        }
+
+        async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            std::fs::rename(from, to)
         }
 
         async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -515,6 +521,18 @@ pub mod mem {
                     format!("{} not found", path.display()),
                 )),
             }
+        }
+
+        async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let mut dev = self.dev.borrow_mut();
+            let Some(file) = dev.files.remove(from) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", from.display()),
+                ));
+            };
+            dev.files.insert(to.to_owned(), file);
+            Ok(())
         }
 
         async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {

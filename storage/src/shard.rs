@@ -378,7 +378,10 @@ impl<B: Backend + Clone> Shard<B> {
         if !(expired || ratio > r.high_water_ratio) {
             return Ok(false);
         }
-        let Some(_) = self.inner.log.delete_oldest_segment().await? else {
+        // Freeing disk space removes the file (and the spares); deleting by age keeps
+        // it as a spare for a later segment.
+        let keep_spare = ratio <= r.high_water_ratio;
+        let Some(_) = self.inner.log.delete_oldest_segment(keep_spare).await? else {
             return Ok(false);
         };
         let log_min = self.inner.log.min_offset();
