@@ -189,6 +189,10 @@ struct AppendJob {
     chunk_bytes: usize,
     cache_bytes: usize,
     zero_fill: bool,
+    /// Spare segments (written blocks, as retention leaves them) put in the directory
+    /// before the log opens: the steady state of a broker older than its retention.
+    #[serde(default)]
+    spares: usize,
     max_rss_bytes: u64,
 }
 
@@ -818,11 +822,39 @@ async fn drive_appends<B: Backend>(
     })
 }
 
+/// `n` segment-sized files of written blocks named as retention names spares.
+async fn write_spares(dir: &Path, n: usize) -> Result<(), String> {
+    const BUF: usize = 8 << 20;
+    for i in 0..n {
+        let path = dir.join(format!("{:020}.spare", i as u64 * SEGMENT_BYTES));
+        let file = DmaBackend
+            .create(&path)
+            .await
+            .map_err(|e| err("create spare", e))?;
+        let mut buf = file.alloc(BUF);
+        buf.as_mut().fill(0);
+        let buf = Rc::new(buf);
+        let mut pos = 0;
+        while pos < SEGMENT_BYTES {
+            file.write_at(buf.clone(), pos)
+                .await
+                .map_err(|e| err("write spare", e))?;
+            pos += BUF as u64;
+        }
+        file.sync().await.map_err(|e| err("sync spare", e))?;
+    }
+    Ok(())
+}
+
 async fn append_job(job: AppendJob) -> Result<AppendResult, String> {
     let guard = Guard::start(job.max_rss_bytes);
     std::fs::create_dir_all(&job.dir).map_err(|e| err("create dir", e))?;
     let dev = devstat::Device::of(&job.dir);
-    let config = log_config(&job.dir, job.sync, job.chunk_bytes, job.cache_bytes);
+    let mut config = log_config(&job.dir, job.sync, job.chunk_bytes, job.cache_bytes);
+    if job.spares > 0 {
+        write_spares(&job.dir, job.spares).await?;
+        config.spare_segments = job.spares;
+    }
     let plan = AppendPlan {
         sync: job.sync,
         depth: job.depth,
@@ -1422,6 +1454,7 @@ fn run_phases(
             chunk_bytes,
             cache_bytes,
             zero_fill,
+            spares: 0,
             max_rss_bytes,
         }));
         ws.remove(name);
