@@ -712,12 +712,7 @@ impl<B: Backend> CommitLog<B> {
         let end = pos + len as u64;
         let (file, seg, tail) = {
             let st = self.inner.state.borrow();
-            let out_of_range = || StoreError::OutOfRange {
-                offset,
-                len,
-                min: global_offset(self.inner.config.shard, st.min_pos),
-                max: global_offset(self.inner.config.shard, st.write_pos),
-            };
+            let out_of_range = || out_of_range(&self.inner.config, &st, offset, len);
             if shard != self.inner.config.shard || pos < st.min_pos || end > st.write_pos {
                 return Err(out_of_range());
             }
@@ -785,12 +780,8 @@ impl<B: Backend> CommitLog<B> {
                 .get(&seg)
                 .is_some_and(|f| std::ptr::eq(&**f, file))
             {
-                return Err(StoreError::OutOfRange {
-                    offset: global_offset(self.inner.config.shard, pos),
-                    len,
-                    min: global_offset(self.inner.config.shard, st.min_pos),
-                    max: global_offset(self.inner.config.shard, st.write_pos),
-                });
+                let offset = global_offset(self.inner.config.shard, pos);
+                return Err(out_of_range(&self.inner.config, &st, offset, len));
             }
         }
         let skip = (pos - seg - from) as usize;
@@ -985,6 +976,21 @@ impl<B: Backend> CommitLog<B> {
         self.inner.closed.set(true);
         self.inner.shutdown.advance(1);
         Ok(())
+    }
+}
+
+/// A read of `len` bytes at global `offset` outside what the log holds now.
+fn out_of_range<B: Backend>(
+    config: &CommitLogConfig,
+    st: &State<B>,
+    offset: i64,
+    len: usize,
+) -> StoreError {
+    StoreError::OutOfRange {
+        offset,
+        len,
+        min: global_offset(config.shard, st.min_pos),
+        max: global_offset(config.shard, st.write_pos),
     }
 }
 

@@ -630,16 +630,8 @@ fn a_reused_segment_never_brings_back_its_old_records() {
         // the old segment has a whole record (no zeroed block tail in between).
         let len = 4096 - writer(&[], 0).encoded_len().unwrap();
         let append = |log: CommitLog<MemBackend>, i: u64| async move {
-            let b = body(i, len);
-            let mut recs = [writer(&b, i as i64)];
-            let appended = log.append(&mut recs, 1_700_000_000_000).await.unwrap();
-            log.wait_acked(appended.end).await.unwrap();
-            (
-                recs[0].physical_offset,
-                recs[0].encoded_len().unwrap(),
-                i,
-                len,
-            )
+            let (offset, size) = append_one(&log, i, len).await.unwrap();
+            (offset, size, i, len)
         };
         let mut i = 0;
         while split_offset(log.max_offset()).1 < 2 * seg + seg / 2 {
