@@ -243,7 +243,7 @@ fn segment_name(base: u64) -> String {
 const SPARE_SUFFIX: &str = ".spare";
 
 /// A deleted segment kept for reuse, named after the segment it was.
-fn spare_name(base: u64) -> String {
+pub fn spare_name(base: u64) -> String {
     format!("{}{SPARE_SUFFIX}", numbered_name(base))
 }
 

@@ -453,6 +453,13 @@ pub mod mem {
         image[pos as usize..end].copy_from_slice(bytes);
     }
 
+    fn not_found(path: &Path) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} not found", path.display()),
+        )
+    }
+
     fn fault(kind: io::ErrorKind, what: &str) -> io::Error {
         io::Error::new(kind, format!("injected fault: {what}"))
     }
@@ -506,30 +513,21 @@ pub mod mem {
                     file,
                     dev: self.dev.clone(),
                 }),
-                None => Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} not found", path.display()),
-                )),
+                None => Err(not_found(path)),
             }
         }
 
         async fn remove(&self, path: &Path) -> io::Result<()> {
             match self.dev.borrow_mut().files.remove(path) {
                 Some(_) => Ok(()),
-                None => Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} not found", path.display()),
-                )),
+                None => Err(not_found(path)),
             }
         }
 
         async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
             let mut dev = self.dev.borrow_mut();
             let Some(file) = dev.files.remove(from) else {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{} not found", from.display()),
-                ));
+                return Err(not_found(from));
             };
             dev.files.insert(to.to_owned(), file);
             Ok(())

@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use storage::commitlog::{global_offset, split_offset};
+use storage::commitlog::{global_offset, spare_name, split_offset};
 use storage::io::dma::DmaBackend;
 use storage::io::{Backend, BackendFile};
 use storage::{CommitLog, CommitLogConfig, FlushMode};
@@ -822,26 +822,18 @@ async fn drive_appends<B: Backend>(
     })
 }
 
-/// `n` segment-sized files of written blocks named as retention names spares.
+/// `n` segment-sized files of written blocks (zeros, written and synced by
+/// [`ZeroFillBackend`]'s preallocation) named as retention names spares.
 async fn write_spares(dir: &Path, n: usize) -> Result<(), String> {
-    const BUF: usize = 8 << 20;
     for i in 0..n {
-        let path = dir.join(format!("{:020}.spare", i as u64 * SEGMENT_BYTES));
-        let file = DmaBackend
+        let path = dir.join(spare_name(i as u64 * SEGMENT_BYTES));
+        let file = ZeroFillBackend::default()
             .create(&path)
             .await
             .map_err(|e| err("create spare", e))?;
-        let mut buf = file.alloc(BUF);
-        buf.as_mut().fill(0);
-        let buf = Rc::new(buf);
-        let mut pos = 0;
-        while pos < SEGMENT_BYTES {
-            file.write_at(buf.clone(), pos)
-                .await
-                .map_err(|e| err("write spare", e))?;
-            pos += BUF as u64;
-        }
-        file.sync().await.map_err(|e| err("sync spare", e))?;
+        file.allocate(SEGMENT_BYTES)
+            .await
+            .map_err(|e| err("write spare", e))?;
     }
     Ok(())
 }
