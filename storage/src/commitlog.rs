@@ -1009,15 +1009,29 @@ async fn create_segment<B: Backend>(
     let path = config.dir.join(segment_name(base));
     let file = match spare {
         Some(spare) => {
+            let file = backend
+                .open(&spare)
+                .await
+                .map_err(|e| io_error("open", &spare, e))?;
+            // The new segment's end blank starts somewhere in its last record's reach;
+            // past the blank header, a disk read must find zeros (as a read from memory
+            // does), not the old segment's records. Punched here, preallocated again
+            // below; the segment's first data sync makes the hole durable.
+            let zone = blank_zone(config);
+            file.punch_hole(zone, config.segment_bytes - zone)
+                .await
+                .map_err(|e| io_error("punch hole", &spare, e))?;
             backend
                 .rename(&spare, &path)
                 .await
                 .map_err(|e| io_error("rename", &spare, e))?;
-            backend.open(&path).await
+            file
         }
-        None => backend.create(&path).await,
-    }
-    .map_err(|e| io_error("create", &path, e))?;
+        None => backend
+            .create(&path)
+            .await
+            .map_err(|e| io_error("create", &path, e))?,
+    };
     if config.preallocate {
         file.allocate(config.segment_bytes)
             .await
@@ -1028,6 +1042,15 @@ async fn create_segment<B: Backend>(
         .await
         .map_err(|e| io_error("sync", &config.dir, e))?;
     Ok(file)
+}
+
+/// Offset within a segment (block-aligned) from which its end blank may start: a
+/// record that does not fit with a blank behind it, at most `max_record_bytes`, rolls
+/// the segment.
+fn blank_zone(config: &CommitLogConfig) -> u64 {
+    align_down(
+        config.segment_bytes - config.max_record_bytes as u64 - END_FILE_MIN_BLANK_LENGTH as u64,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
