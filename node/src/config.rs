@@ -115,6 +115,13 @@ pub struct BrokerConfig {
     /// RocketMQ `fileReservedTime` = 72. Deletion is continuous, one segment at a time
     /// (RocketMQ's `deleteWhen` hour does not apply).
     pub file_reserved_time_hours: u64,
+    /// Per shard: segments deleted by age are kept (renamed) as spares, up to this
+    /// many, and become the next segments, so appends overwrite written blocks instead
+    /// of converting preallocated ones (measured ~1.2x the sync-append throughput on
+    /// ext4). No RocketMQ equivalent. Costs this many segments of disk per shard;
+    /// deletions for disk space above `disk_max_used_space_ratio` remove them. 0 keeps
+    /// none.
+    pub spare_segments: usize,
     /// Above this share of the disk used, the oldest segments are deleted whatever their
     /// age. In (0, 1]. RocketMQ `diskMaxUsedSpaceRatio` = 75 (percent).
     pub disk_max_used_space_ratio: f64,
@@ -229,6 +236,7 @@ impl Default for BrokerConfig {
             preallocate: true,
             checkpoint_interval_ms: 1_000,
             file_reserved_time_hours: 72,
+            spare_segments: 2,
             disk_max_used_space_ratio: 0.75,
             disk_space_warning_level_ratio: 0.90,
             index_slots: 5_000_000,
@@ -285,6 +293,7 @@ pub const KEYS: &[&str] = &[
     "preallocate",
     "checkpoint_interval_ms",
     "file_reserved_time_hours",
+    "spare_segments",
     "disk_max_used_space_ratio",
     "disk_space_warning_level_ratio",
     "index_slots",
@@ -427,6 +436,7 @@ impl BrokerConfig {
         c.log.cold_reads_while_writing = self.cold_reads_while_writing;
         c.log.cache_bytes = self.cache_bytes;
         c.log.preallocate = self.preallocate;
+        c.log.spare_segments = self.spare_segments;
         // Room for the record header and properties around the largest body.
         c.log.max_record_bytes = self.max_message_size + RECORD_OVERHEAD_BYTES;
         c.log.flush = match self.flush {
@@ -1318,11 +1328,13 @@ mod tests {
             chunk_bytes: 1 << 20,
             max_message_size: 1 << 20,
             shards: 64,
+            spare_segments: 0,
             ..Default::default()
         };
         small.validate().unwrap();
         let c = small.shard_config(3);
         assert_eq!(c.log.max_record_bytes, (1 << 20) + 64 * 1024);
+        assert_eq!(c.log.spare_segments, 0);
         assert!(c.dir.ends_with("shard-3"));
     }
 
