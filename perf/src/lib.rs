@@ -10,9 +10,8 @@
 //!
 //! Helpers: host description ([`host`]), raw-disk reference ([`disk`]), a blocking
 //! remoting client for set-up and probes ([`remoting`]), block-device counters
-//! ([`devstat`]), latency summaries ([`latency`]), an `fio` runner ([`fio`]) and a
-//! zero-filling storage backend ([`zerofill`]). The harness measures; it asserts no
-//! speeds.
+//! ([`devstat`]), latency summaries ([`latency`]) and an `fio` runner ([`fio`]). The
+//! harness measures; it asserts no speeds.
 
 pub mod devstat;
 pub mod disk;
@@ -21,4 +20,3 @@ pub mod host;
 pub mod latency;
 pub mod remoting;
 pub mod report;
-pub mod zerofill;

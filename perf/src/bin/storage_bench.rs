@@ -15,7 +15,9 @@
 //! 3. Commit-log appends, sync and async flush, for every in-flight depth of `--depths`
 //!    (records in flight = appender tasks x batch size; each task yields after each
 //!    batch, as a broker task does between requests).
-//! 4. Sync appends on fallocated segments against zero-filled ones.
+//! 4. Sync appends on reused segments (retention's spares, written blocks: the steady
+//!    state of a store older than its retention) at every depth of `--reuse-depths`,
+//!    against the fresh (fallocated) segments of phase 3.
 //! 5. A backlog written, then read back cold by a freshly opened log, then read again
 //!    while appends continue (mixed), the same appends alone again (the solo rate on
 //!    both sides of the mixed run), and appends paced at a quarter of the solo rate,
@@ -37,7 +39,6 @@ use perf::devstat::{self, Delta};
 use perf::fio;
 use perf::host::HostInfo;
 use perf::latency::{self, Latency};
-use perf::zerofill::ZeroFillBackend;
 use protocol::message::record::{RecordWriter, BLANK_MAGIC, END_FILE_MIN_BLANK_LENGTH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -106,9 +107,10 @@ struct Args {
     /// Records in flight of the appends that write the backlog and run in the mixed run.
     #[arg(long, default_value_t = 1024)]
     mixed_depth: usize,
-    /// Depths of the sync runs on fallocated against zero-filled segments.
-    #[arg(long, value_delimiter = ',', default_value = "16,1024")]
-    zero_depths: Vec<usize>,
+    /// Depths of the sync runs on reused segments (retention's spares), compared with
+    /// the fresh segments of the same depth in `--depths`.
+    #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096")]
+    reuse_depths: Vec<usize>,
     /// Tail cache of the appending logs, in MiB.
     #[arg(long, default_value_t = 256)]
     cache_mib: usize,
@@ -188,7 +190,6 @@ struct AppendJob {
     run_secs: f64,
     chunk_bytes: usize,
     cache_bytes: usize,
-    zero_fill: bool,
     /// Spare segments (written blocks, as retention leaves them) put in the directory
     /// before the log opens: the steady state of a broker older than its retention.
     #[serde(default)]
@@ -200,7 +201,7 @@ struct AppendJob {
 struct AppendResult {
     /// `sync` or `async`.
     mode: String,
-    /// `fallocate` or `zero-filled`.
+    /// `fallocated` (fresh segments) or `reused` (retention's spares).
     segments: String,
     /// Records in flight: tasks x batch.
     depth: usize,
@@ -217,7 +218,8 @@ struct AppendResult {
     latency: Latency,
     /// What ended the run: size, time, rss (memory guard), stopped.
     stop: String,
-    /// Opening the log (creating and preallocating or zero-filling its first segment).
+    /// Opening the log (creating and preallocating its first segment, or renaming a
+    /// spare into place).
     open_secs: f64,
     /// Async: from the last acknowledgement until everything was written.
     drain_secs: f64,
@@ -800,7 +802,7 @@ async fn drive_appends<B: Backend>(
     let latency = Latency::of(&hist.borrow());
     Ok(AppendResult {
         mode: if plan.sync { "sync" } else { "async" }.to_owned(),
-        segments: "fallocate".to_owned(),
+        segments: "fallocated".to_owned(),
         depth: tasks * batch,
         tasks,
         batch,
@@ -822,18 +824,33 @@ async fn drive_appends<B: Backend>(
     })
 }
 
-/// `n` segment-sized files of written blocks (zeros, written and synced by
-/// [`ZeroFillBackend`]'s preallocation) named as retention names spares.
+/// Largest write of [`write_spares`].
+const SPARE_FILL_BYTES: usize = 4 << 20;
+
+/// `n` segment-sized files of written blocks (zeros, written with O_DIRECT and synced)
+/// named as retention names spares.
 async fn write_spares(dir: &Path, n: usize) -> Result<(), String> {
     for i in 0..n {
         let path = dir.join(spare_name(i as u64 * SEGMENT_BYTES));
-        let file = ZeroFillBackend::default()
+        let file = DmaBackend
             .create(&path)
             .await
             .map_err(|e| err("create spare", e))?;
-        file.allocate(SEGMENT_BYTES)
-            .await
-            .map_err(|e| err("write spare", e))?;
+        let mut pos = 0;
+        while pos < SEGMENT_BYTES {
+            let len = (SEGMENT_BYTES - pos).min(SPARE_FILL_BYTES as u64) as usize;
+            let mut buf = file.alloc(len);
+            buf.as_mut().fill(0);
+            let n = file
+                .write_at(Rc::new(buf), pos)
+                .await
+                .map_err(|e| err("write spare", e))?;
+            if n != len {
+                return Err(format!("short spare write: {n} of {len} bytes at {pos}"));
+            }
+            pos += len as u64;
+        }
+        file.sync().await.map_err(|e| err("sync spare", e))?;
     }
     Ok(())
 }
@@ -858,26 +875,16 @@ async fn append_job(job: AppendJob) -> Result<AppendResult, String> {
     };
     let stop = Rc::new(Cell::new(false));
     let t0 = Instant::now();
-    let mut result = if job.zero_fill {
-        let log = CommitLog::open(ZeroFillBackend::default(), config)
-            .await
-            .map_err(|e| err("open", e))?;
-        let open_secs = t0.elapsed().as_secs_f64();
-        let mut r = drive_appends(&log, &plan, &guard, &stop, &dev).await?;
-        log.close().await.map_err(|e| err("close", e))?;
-        r.open_secs = open_secs;
-        r.segments = "zero-filled".to_owned();
-        r
-    } else {
-        let log = CommitLog::open(DmaBackend, config)
-            .await
-            .map_err(|e| err("open", e))?;
-        let open_secs = t0.elapsed().as_secs_f64();
-        let mut r = drive_appends(&log, &plan, &guard, &stop, &dev).await?;
-        log.close().await.map_err(|e| err("close", e))?;
-        r.open_secs = open_secs;
-        r
-    };
+    let log = CommitLog::open(DmaBackend, config)
+        .await
+        .map_err(|e| err("open", e))?;
+    let open_secs = t0.elapsed().as_secs_f64();
+    let mut result = drive_appends(&log, &plan, &guard, &stop, &dev).await?;
+    log.close().await.map_err(|e| err("close", e))?;
+    result.open_secs = open_secs;
+    if job.spares > 0 {
+        result.segments = "reused".to_owned();
+    }
     result.peak_rss_mib = guard.peak_mib();
     Ok(result)
 }
@@ -1218,7 +1225,8 @@ struct Report {
     fio_version: Option<String>,
     fio: Vec<FioRun>,
     appends: Vec<AppendResult>,
-    zero_fill: Vec<AppendResult>,
+    /// Sync appends on reused segments.
+    reused: Vec<AppendResult>,
     cold: Option<ColdResult>,
     ratios: Vec<Ratio>,
     errors: Vec<String>,
@@ -1250,7 +1258,7 @@ fn validate(args: &Args) -> Result<usize, String> {
         .depths
         .iter()
         .chain(&args.read_depths)
-        .chain(&args.zero_depths)
+        .chain(&args.reuse_depths)
         .chain([&args.mixed_depth, &args.tasks, &args.queue_depth]);
     if all_depths.clone().any(|d| *d == 0) {
         return Err("depths, --tasks and --queue-depth must be at least 1".to_owned());
@@ -1433,7 +1441,7 @@ fn run_phases(
         progress("fio not on PATH: built-in baseline only");
     }
 
-    let append = |name: &str, sync: bool, depth: usize, target: u64, zero_fill: bool| {
+    let append = |name: &str, sync: bool, depth: usize, spares: usize| {
         let dir = ws.fresh(name);
         let r = run_child::<AppendResult>(&Job::Append(AppendJob {
             dir,
@@ -1441,12 +1449,11 @@ fn run_phases(
             depth,
             tasks: args.tasks,
             record_bytes: args.record_bytes,
-            target_bytes: target,
+            target_bytes: size,
             run_secs: args.run_secs,
             chunk_bytes,
             cache_bytes,
-            zero_fill,
-            spares: 0,
+            spares,
             max_rss_bytes,
         }));
         ws.remove(name);
@@ -1458,7 +1465,7 @@ fn run_phases(
         let mode = if sync { "sync" } else { "async" };
         for &depth in &args.depths {
             progress(format!("commit log {mode}, depth {depth}"));
-            match append(&format!("{mode}-{depth}"), sync, depth, size, false) {
+            match append(&format!("{mode}-{depth}"), sync, depth, 0) {
                 Ok(r) => {
                     progress(format!(
                         "  {:.1} MiB/s, p99 {} us, stopped by {}",
@@ -1474,19 +1481,24 @@ fn run_phases(
         }
     }
 
-    // Within the first segment: a second one would be zero-filled inside the run.
-    let zero_target = size.min(SEGMENT_BYTES - 2 * chunk_bytes as u64);
-    let mut zero_fill = Vec::new();
-    for &depth in &args.zero_depths {
-        for zero in [false, true] {
-            let kind = if zero { "zero-filled" } else { "fallocate" };
-            progress(format!("commit log sync, depth {depth}, {kind} segment"));
-            match append(&format!("{kind}-{depth}"), true, depth, zero_target, zero) {
-                Ok(r) => zero_fill.push(r),
-                Err(e) => {
-                    progress(format!("  FAILED: {e}"));
-                    errors.push(format!("sync depth {depth} {kind}: {e}"));
-                }
+    // A spare for every segment the run can reach, the one created ahead included.
+    let spares = size.div_ceil(SEGMENT_BYTES) as usize + 1;
+    let mut reused = Vec::new();
+    for &depth in &args.reuse_depths {
+        progress(format!(
+            "commit log sync, depth {depth}, {spares} reused segments"
+        ));
+        match append(&format!("reused-{depth}"), true, depth, spares) {
+            Ok(r) => {
+                progress(format!(
+                    "  {:.1} MiB/s, p99 {} us, stopped by {}",
+                    r.mib_s, r.latency.p99_us, r.stop
+                ));
+                reused.push(r);
+            }
+            Err(e) => {
+                progress(format!("  FAILED: {e}"));
+                errors.push(format!("sync depth {depth} reused: {e}"));
             }
         }
     }
@@ -1523,7 +1535,7 @@ fn run_phases(
         baseline.as_ref(),
         &fio_runs,
         &appends,
-        &zero_fill,
+        &reused,
         cold.as_ref(),
     );
     let report = Report {
@@ -1547,7 +1559,7 @@ fn run_phases(
         fio_version,
         fio: fio_runs,
         appends,
-        zero_fill,
+        reused,
         cold,
         ratios,
         errors,
@@ -1583,7 +1595,7 @@ fn ratios(
     baseline: Option<&BaselineResult>,
     fio_runs: &[FioRun],
     appends: &[AppendResult],
-    zero_fill: &[AppendResult],
+    reused: &[AppendResult],
     cold: Option<&ColdResult>,
 ) -> Vec<Ratio> {
     let mut out = Vec::new();
@@ -1624,28 +1636,31 @@ fn ratios(
             fio_mib_s(fio_runs, "(b)"),
         );
     }
-    for z in zero_fill.iter().filter(|z| z.segments == "zero-filled") {
+    for r in reused {
+        let n = format!("sync append depth {}, reused segments", r.depth);
         push(
-            format!(
-                "sync append depth {} zero-filled / built-in write+fdatasync per MiB (overwrite)",
-                z.depth
-            ),
-            z.mib_s,
+            format!("{n} / fio write+fdatasync per MiB (fallocated)"),
+            r.mib_s,
+            fio_mib_s(fio_runs, "(b)"),
+        );
+        push(
+            format!("{n} / fio write+fdatasync per MiB (overwrite)"),
+            r.mib_s,
+            fio_mib_s(fio_runs, "(b')"),
+        );
+        push(
+            format!("{n} / built-in write+fdatasync per MiB (overwrite)"),
+            r.mib_s,
             b.map(|b| b.sync_write_overwrite.mib_s),
         );
-        if let Some(f) = zero_fill
+        let fresh = appends
             .iter()
-            .find(|f| f.segments == "fallocate" && f.depth == z.depth)
-        {
-            push(
-                format!(
-                    "sync append depth {}: fallocated / zero-filled segment",
-                    z.depth
-                ),
-                f.mib_s,
-                Some(z.mib_s),
-            );
-        }
+            .find(|a| a.mode == "sync" && a.depth == r.depth);
+        push(
+            format!("{n} / fresh (fallocated) segments"),
+            r.mib_s,
+            fresh.map(|a| a.mib_s),
+        );
     }
     if let Some(c) = cold {
         if let Some(r) = c.reads.iter().max_by_key(|r| r.depth) {
@@ -1888,21 +1903,15 @@ fn render(r: &Report) -> String {
         let _ = writeln!(s, "{}", append_row(a, base));
     }
 
-    if !r.zero_fill.is_empty() {
+    if !r.reused.is_empty() {
         let _ = writeln!(
             s,
-            "\n-- Sync appends: fallocated (unwritten extents) vs zero-filled segment ('vs b' = / (b') overwrite) --"
+            "\n-- Sync appends on reused segments (retention's spares: written blocks, the steady state; 'vs b' = / (b') overwrite) --"
         );
-        let _ = writeln!(s, "{:<11} {header}", "segment");
-        for a in &r.zero_fill {
+        let _ = writeln!(s, "{header}");
+        for a in &r.reused {
             let base = r.baseline.as_ref().map(|b| b.sync_write_overwrite.mib_s);
-            let _ = writeln!(
-                s,
-                "{:<11} {}   (open {:.1} s)",
-                a.segments,
-                append_row(a, base),
-                a.open_secs
-            );
+            let _ = writeln!(s, "{}", append_row(a, base));
         }
     }
 
