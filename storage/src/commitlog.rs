@@ -1009,23 +1009,28 @@ async fn create_segment<B: Backend>(
     let path = config.dir.join(segment_name(base));
     let file = match spare {
         Some(spare) => {
-            let file = backend
-                .open(&spare)
-                .await
-                .map_err(|e| io_error("open", &spare, e))?;
             // The new segment's end blank starts somewhere in its last record's reach;
             // past the blank header, a disk read must find zeros (as a read from memory
-            // does), not the old segment's records. Punched here, preallocated again
-            // below; the segment's first data sync makes the hole durable.
+            // does), not the old segment's records. Punched before the rename (a crash
+            // leaves a spare or a clean segment), preallocated again below; the
+            // segment's first data sync makes the hole durable.
             let zone = blank_zone(config);
-            file.punch_hole(zone, config.segment_bytes - zone)
+            backend
+                .open(&spare)
+                .await
+                .map_err(|e| io_error("open", &spare, e))?
+                .punch_hole(zone, config.segment_bytes - zone)
                 .await
                 .map_err(|e| io_error("punch hole", &spare, e))?;
             backend
                 .rename(&spare, &path)
                 .await
                 .map_err(|e| io_error("rename", &spare, e))?;
-            file
+            // Opened again by its new name: a glommio file keeps its path for stat.
+            backend
+                .open(&path)
+                .await
+                .map_err(|e| io_error("open", &path, e))?
         }
         None => backend
             .create(&path)

@@ -8,7 +8,7 @@ use protocol::message::record::{decode_record, RecordWriter, BLANK_MAGIC};
 use std::net::SocketAddr;
 use std::time::Duration;
 use storage::commitlog::{
-    global_offset, split_offset, CommitLog, CommitLogConfig, FlushMode, StoreError,
+    global_offset, spare_name, split_offset, CommitLog, CommitLogConfig, FlushMode, StoreError,
 };
 use storage::io::mem::{CrashMode, FaultPlan, MemBackend};
 use storage::io::Backend;
@@ -668,54 +668,71 @@ fn a_reused_segment_never_brings_back_its_old_records() {
 /// memory does: the old segment's records there are not served again.
 #[test]
 fn a_reused_segment_reads_as_zeros_past_its_blank() {
-    run(|| async {
-        let backend = MemBackend::new();
-        let cfg = config(sync_mode());
-        let seg = cfg.segment_bytes;
-        let log = CommitLog::open(backend.clone(), cfg.clone()).await.unwrap();
-        // The old data: small records, reaching close to each segment's end.
-        let mut i = 0;
-        while split_offset(log.max_offset()).1 < 2 * seg + seg / 2 {
-            append_one(&log, i, 100).await.unwrap();
-            i += 1;
+    run(|| reused_segment_reads_as_zeros(MemBackend::new(), config(sync_mode())));
+}
+
+/// The same on real files, starting from a directory that holds only a spare (left
+/// there as garbage): the first segment is made from it at open, and recovery stats
+/// it by its new name (a glommio file keeps the path it was opened by).
+#[test]
+fn a_reused_segment_on_real_files() {
+    let dir = std::env::temp_dir().join(format!("commitlog-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(spare_name(0)), vec![0xEE; 64 * 1024]).unwrap();
+    let cfg = CommitLogConfig {
+        dir: dir.clone(),
+        ..config(sync_mode())
+    };
+    run(move || reused_segment_reads_as_zeros(storage::io::dma::DmaBackend, cfg));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn reused_segment_reads_as_zeros<B: Backend + Clone>(backend: B, cfg: CommitLogConfig) {
+    let seg = cfg.segment_bytes;
+    let log = CommitLog::open(backend.clone(), cfg.clone()).await.unwrap();
+    // The old data: small records, reaching close to each segment's end.
+    let mut i = 0;
+    while split_offset(log.max_offset()).1 < 2 * seg + seg / 2 {
+        append_one(&log, i, 100).await.unwrap();
+        i += 1;
+    }
+    assert_eq!(log.delete_oldest_segment(true).await.unwrap(), Some(seg));
+    // The new data: records of 10 000 bytes, so segment 4 (made from the spare)
+    // ends with a blank whole blocks before where the old records ended.
+    let len = 10_000 - writer(&[], 0).encoded_len().unwrap();
+    let mut blank = 0;
+    while split_offset(log.max_offset()).1 <= 5 * seg {
+        let (offset, size) = append_one(&log, i, len).await.unwrap();
+        let end = split_offset(offset).1 + size as u64;
+        if end <= 5 * seg {
+            blank = end;
         }
-        assert_eq!(log.delete_oldest_segment(true).await.unwrap(), Some(seg));
-        // The new data: records of 10 000 bytes, so segment 4 (made from the spare)
-        // ends with a blank whole blocks before where the old records ended.
-        let len = 10_000 - writer(&[], 0).encoded_len().unwrap();
-        let mut blank = 0;
-        while split_offset(log.max_offset()).1 <= 5 * seg {
-            let (offset, size) = append_one(&log, i, len).await.unwrap();
-            let end = split_offset(offset).1 + size as u64;
-            if end <= 5 * seg {
-                blank = end;
-            }
-            i += 1;
-        }
-        assert!(
-            blank > 4 * seg && 5 * seg - blank > 4096,
-            "blank at {blank}"
-        );
-        let past_blank = (5 * seg - blank) as usize;
-        let from_memory = log
-            .read(global_offset(3, blank), past_blank)
-            .await
-            .unwrap()
-            .to_vec();
-        log.close().await.unwrap();
-        let log = CommitLog::open(backend.clone(), cfg).await.unwrap();
-        let from_disk = log
-            .read(global_offset(3, blank), past_blank)
-            .await
-            .unwrap()
-            .to_vec();
-        assert_eq!(&from_disk[4..8], &BLANK_MAGIC.to_be_bytes());
-        assert!(
-            from_disk[8..].iter().all(|b| *b == 0),
-            "old bytes past the blank at {blank}"
-        );
-        assert_eq!(from_disk, from_memory);
-    });
+        i += 1;
+    }
+    assert!(
+        blank > 4 * seg && 5 * seg - blank > 4096,
+        "blank at {blank}"
+    );
+    let past_blank = (5 * seg - blank) as usize;
+    let from_memory = log
+        .read(global_offset(3, blank), past_blank)
+        .await
+        .unwrap()
+        .to_vec();
+    log.close().await.unwrap();
+    let log = CommitLog::open(backend.clone(), cfg).await.unwrap();
+    let from_disk = log
+        .read(global_offset(3, blank), past_blank)
+        .await
+        .unwrap()
+        .to_vec();
+    assert_eq!(&from_disk[4..8], &BLANK_MAGIC.to_be_bytes());
+    assert!(
+        from_disk[8..].iter().all(|b| *b == 0),
+        "old bytes past the blank at {blank}"
+    );
+    assert_eq!(from_disk, from_memory);
 }
 
 proptest! {
