@@ -1441,7 +1441,14 @@ fn run_phases(
         progress("fio not on PATH: built-in baseline only");
     }
 
-    let append = |name: &str, sync: bool, depth: usize, spares: usize| {
+    // One child run, reported as it ends; a failure is recorded under `label`.
+    let append = |label: String,
+                  name: &str,
+                  sync: bool,
+                  depth: usize,
+                  spares: usize,
+                  errors: &mut Vec<String>| {
+        progress(format!("commit log {label}"));
         let dir = ws.fresh(name);
         let r = run_child::<AppendResult>(&Job::Append(AppendJob {
             dir,
@@ -1457,27 +1464,29 @@ fn run_phases(
             max_rss_bytes,
         }));
         ws.remove(name);
-        r
+        match r {
+            Ok(r) => {
+                progress(format!(
+                    "  {:.1} MiB/s, p99 {} us, stopped by {}",
+                    r.mib_s, r.latency.p99_us, r.stop
+                ));
+                Some(r)
+            }
+            Err(e) => {
+                progress(format!("  FAILED: {e}"));
+                errors.push(format!("{label}: {e}"));
+                None
+            }
+        }
     };
 
     let mut appends = Vec::new();
     for sync in [true, false] {
         let mode = if sync { "sync" } else { "async" };
         for &depth in &args.depths {
-            progress(format!("commit log {mode}, depth {depth}"));
-            match append(&format!("{mode}-{depth}"), sync, depth, 0) {
-                Ok(r) => {
-                    progress(format!(
-                        "  {:.1} MiB/s, p99 {} us, stopped by {}",
-                        r.mib_s, r.latency.p99_us, r.stop
-                    ));
-                    appends.push(r);
-                }
-                Err(e) => {
-                    progress(format!("  FAILED: {e}"));
-                    errors.push(format!("{mode} depth {depth}: {e}"));
-                }
-            }
+            let label = format!("{mode}, depth {depth}");
+            let name = format!("{mode}-{depth}");
+            appends.extend(append(label, &name, sync, depth, 0, &mut errors));
         }
     }
 
@@ -1485,22 +1494,9 @@ fn run_phases(
     let spares = size.div_ceil(SEGMENT_BYTES) as usize + 1;
     let mut reused = Vec::new();
     for &depth in &args.reuse_depths {
-        progress(format!(
-            "commit log sync, depth {depth}, {spares} reused segments"
-        ));
-        match append(&format!("reused-{depth}"), true, depth, spares) {
-            Ok(r) => {
-                progress(format!(
-                    "  {:.1} MiB/s, p99 {} us, stopped by {}",
-                    r.mib_s, r.latency.p99_us, r.stop
-                ));
-                reused.push(r);
-            }
-            Err(e) => {
-                progress(format!("  FAILED: {e}"));
-                errors.push(format!("sync depth {depth} reused: {e}"));
-            }
-        }
+        let label = format!("sync, depth {depth}, {spares} reused segments");
+        let name = format!("reused-{depth}");
+        reused.extend(append(label, &name, true, depth, spares, &mut errors));
     }
 
     progress(format!(
