@@ -1,6 +1,9 @@
 //! Appends records to a commit log on real files (O_DIRECT, sync flush) until killed,
-//! announcing every acknowledged record on stdout. Driven by `tests/crash.rs`, which
-//! kills it with SIGKILL and checks that every announced record survived.
+//! announcing every acknowledged record on stdout, while retention deletes the oldest
+//! segments beyond [`KEEP_SEGMENTS`] (keeping them as spares that become new segments),
+//! so kills also land amid renames, hole punches and reuse. Driven by `tests/crash.rs`,
+//! which kills it with SIGKILL and checks that every announced record survived unless
+//! retention deleted its segment.
 //!
 //! ```text
 //! crash_appender --dir DIR --seed N
@@ -27,6 +30,8 @@ use storage::{CommitLog, CommitLogConfig, FlushMode};
 
 /// Concurrent appender tasks.
 const TASKS: u64 = 4;
+/// Segments retention keeps; `tests/crash.rs` has a copy.
+const KEEP_SEGMENTS: usize = 24;
 const LARGEST_BODY: usize = 20 * 1024;
 
 /// The commit-log configuration; `tests/crash.rs` opens the log with the same one.
@@ -163,6 +168,33 @@ async fn appender(
     }
 }
 
+/// Deletes the oldest segment, keeping it as a spare, whenever the log has more than
+/// [`KEEP_SEGMENTS`]; returns only on a store error.
+async fn retention(log: CommitLog<DmaBackend>) -> Result<(), String> {
+    loop {
+        if log.segment_bases().len() > KEEP_SEGMENTS {
+            log.delete_oldest_segment(true)
+                .await
+                .map_err(|e| format!("retention: {e}"))?;
+        } else {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Runs `task`, which should run until the process is killed: one that returns has
+/// failed, and the process ends at once so the test sees it.
+fn spawn_until_killed(
+    task: impl std::future::Future<Output = Result<(), String>> + 'static,
+) -> glommio::Task<()> {
+    glommio::spawn_local(async move {
+        if let Err(e) = task.await {
+            eprintln!("crash_appender: {e}");
+            std::process::exit(1);
+        }
+    })
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let log = CommitLog::open(DmaBackend, config(args.dir.clone()))
         .await
@@ -174,20 +206,13 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("stdout: {e}"))?;
     }
     let next = Rc::new(Cell::new(args.seed << 32));
-    let tasks: Vec<_> = (0..TASKS)
+    let mut tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let rng = Rng::new(args.seed.wrapping_mul(TASKS) + t);
-            let task = appender(log.clone(), next.clone(), rng);
-            glommio::spawn_local(async move {
-                // Appenders run until the process is killed; one that returns has
-                // failed, and the process ends at once so the test sees it.
-                if let Err(e) = task.await {
-                    eprintln!("crash_appender: {e}");
-                    std::process::exit(1);
-                }
-            })
+            spawn_until_killed(appender(log.clone(), next.clone(), rng))
         })
         .collect();
+    tasks.push(spawn_until_killed(retention(log.clone())));
     for task in tasks {
         task.await;
     }

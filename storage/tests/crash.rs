@@ -1,9 +1,10 @@
 //! Records acknowledged under sync flush survive `kill -9`.
 //!
 //! Runs the `crash_appender` example (a real child process appending to a commit log on
-//! real files with O_DIRECT) for a random while, kills it with SIGKILL, and checks that
-//! every record it acknowledged reads back intact; repeats on the same directory, so
-//! each run also recovers from the previous kill. Builds nothing itself: run
+//! real files with O_DIRECT, while retention deletes old segments and reuses them as
+//! spares) for a random while, kills it with SIGKILL, and checks that every record it
+//! acknowledged reads back intact unless retention deleted its segment; repeats on the
+//! same directory, so each run also recovers from the previous kill. Builds nothing itself: run
 //! `cargo build --examples -p storage` first.
 
 use bytes::Bytes;
@@ -25,6 +26,8 @@ const RUN_MS: (u64, u64) = (50, 500);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const LARGEST_BODY: usize = 20 * 1024;
 const SEGMENT_BYTES: u64 = 1 << 20;
+/// Segments the example's retention keeps; must match it.
+const KEEP_SEGMENTS: usize = 24;
 
 /// The example's configuration (`examples/crash_appender.rs`); must match it.
 fn config(dir: PathBuf) -> CommitLogConfig {
@@ -253,13 +256,15 @@ fn run_child(binary: &Path, dir: &Path, cycle: u64, run: Duration) -> Cycle {
 /// What the test process found when it opened the log after a kill.
 #[derive(Debug)]
 struct Verified {
+    min_offset: i64,
     max_offset: i64,
     records: usize,
 }
 
-/// Opens the log (recovering it), checks that it is a clean sequence of records up to
-/// `max_offset`, and that every acknowledged record is in it with its body intact.
-/// With `each`, also reads every acknowledged record on its own with `CommitLog::read`.
+/// Opens the log (recovering it), checks that it is a clean sequence of records from
+/// `min_offset` to `max_offset`, and that every acknowledged record from `min_offset`
+/// on (below it, retention deleted the segment) is in it with its body intact. With
+/// `each`, also reads every such record on its own with `CommitLog::read`.
 fn verify(dir: &Path, acks: &[Ack], after_cycle: u64, each: bool) -> Verified {
     let dir = dir.to_owned();
     let acks = acks.to_vec();
@@ -269,6 +274,8 @@ fn verify(dir: &Path, acks: &[Ack], after_cycle: u64, each: bool) -> Verified {
                 .await
                 .unwrap_or_else(|e| panic!("after cycle {after_cycle}: open: {e}"));
             let max = log.max_offset();
+            let min = log.min_offset();
+            let acks: Vec<Ack> = acks.into_iter().filter(|a| a.offset >= min).collect();
             let max_acked = acks.iter().map(Ack::end).max().unwrap_or(0);
             assert!(
                 max >= max_acked,
@@ -319,6 +326,7 @@ fn verify(dir: &Path, acks: &[Ack], after_cycle: u64, each: bool) -> Verified {
                 }
             }
             Verified {
+                min_offset: min,
                 max_offset: max,
                 records: records.len(),
             }
@@ -418,6 +426,7 @@ fn acknowledged_records_survive_kill_9() {
     let mut acks: Vec<Ack> = Vec::new();
     let mut counters = HashSet::new();
     let mut recovered = global_offset(0, 0);
+    let mut min_offset = global_offset(0, 0);
     let mut cut_lines = 0;
     let mut records = 0;
     for cycle in 0..CYCLES {
@@ -450,6 +459,12 @@ fn acknowledged_records_survive_kill_9() {
         let last = cycle + 1 == CYCLES;
         let verifying = Instant::now();
         let v = verify(&dir, &acks, cycle, last);
+        assert!(
+            v.min_offset >= min_offset && v.min_offset as u64 % SEGMENT_BYTES == 0,
+            "after cycle {cycle}: min_offset {} (was {min_offset})",
+            v.min_offset
+        );
+        min_offset = v.min_offset;
         recovered = v.max_offset;
         records = v.records;
         eprintln!(
@@ -474,11 +489,28 @@ fn acknowledged_records_survive_kill_9() {
     }
     assert!(!acks.is_empty(), "no record was ever acknowledged");
     let elapsed = started.elapsed();
-    let segments = std::fs::read_dir(&dir).unwrap().count();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let spares = names.iter().filter(|n| n.ends_with(".spare")).count();
+    let segments = names.len() - spares;
+    // Retention ran (and so spares were reused: each deletion beyond the second found
+    // two spares kept) and kept the log bounded.
+    assert!(
+        min_offset as u64 >= 3 * SEGMENT_BYTES,
+        "retention deleted only up to {min_offset}"
+    );
+    assert!(
+        segments <= KEEP_SEGMENTS + 2 && spares <= 2,
+        "{segments} segments and {spares} spares on disk: {names:?}"
+    );
+    let kept = acks.iter().filter(|a| a.offset >= min_offset).count();
     println!(
-        "crash test: {CYCLES} kill -9 cycles, {} acknowledged records all intact \
-         ({records} records in the log, {} bytes, {segments} segments, {cut_lines} \
-         output lines cut by the kill), seed {seed:#x}, {:.1} s",
+        "crash test: {CYCLES} kill -9 cycles, {} acknowledged records, the {kept} not \
+         deleted by retention all intact ({records} records in the log up to offset {}; \
+         {segments} segments and {spares} spares left; {cut_lines} output lines cut by \
+         the kill), seed {seed:#x}, {:.1} s",
         acks.len(),
         recovered,
         elapsed.as_secs_f64()
