@@ -460,7 +460,7 @@ fn acknowledged_records_survive_kill_9() {
         let verifying = Instant::now();
         let v = verify(&dir, &acks, cycle, last);
         assert!(
-            v.min_offset >= min_offset && v.min_offset as u64 % SEGMENT_BYTES == 0,
+            v.min_offset >= min_offset && (v.min_offset as u64).is_multiple_of(SEGMENT_BYTES),
             "after cycle {cycle}: min_offset {} (was {min_offset})",
             v.min_offset
         );
